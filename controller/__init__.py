@@ -1,0 +1,1 @@
+"""tidegate's controller: source (git) → observe → plan → execute → status."""

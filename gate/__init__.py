@@ -1,0 +1,1 @@
+"""tidegate's gate: Grenade-style upgrade tests on throw-away test clouds."""

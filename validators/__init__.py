@@ -1,0 +1,1 @@
+"""tidegate's validators: schema, semantics, compatibility and transition rules."""
