@@ -1,0 +1,116 @@
+"""`tidegate check`: validate clouds at a revision, and the transition from a base."""
+from __future__ import annotations
+
+import json
+import sys
+
+from controller.cli import CommandError
+from controller.source import Source
+from validators.check import check_state, check_transition
+from validators.load import RepoError, list_clouds, load_cloud
+from validators.rules import catalogue
+
+JSON_VERSION = 1
+
+
+def register(sub):
+    p = sub.add_parser("check", help="validate cloud state (and a base→rev transition) before it merges",
+                       description="Validate every cloud (or one) at REV; with --base also the "
+                                   "transition base→REV. Exit 0 clean, 1 errors found, 2 usage or repository error.")
+    p.add_argument("--repo", default=".", help="git repository (bare or not); default: current directory")
+    p.add_argument("--cloud", help="only this cloud (default: every clouds/<name>/)")
+    p.add_argument("--rev", default="HEAD", help="revision to validate (default HEAD)")
+    p.add_argument("--base", help="base revision: also validate the upgrade from it (a pull request's merge base)")
+    p.add_argument("--worktree", action="store_true", help="validate the working tree (uncommitted files) instead of --rev")
+    p.add_argument("--json", action="store_true", help="machine-readable report (stable; see README)")
+    p.add_argument("--list-rules", action="store_true", help="list every rule id and what it checks")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.list_rules:
+        return _list_rules(args.json)
+    try:
+        report = check(args.repo, rev=args.rev, base=args.base, cloud=args.cloud, worktree=args.worktree)
+    except RepoError as err:
+        raise CommandError(str(err), 2) from None
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_human(report)
+    return 1 if report["summary"]["error"] else 0
+
+
+def check(repo: str, *, rev: str = "HEAD", base: str | None = None, cloud: str | None = None,
+          worktree: bool = False) -> dict:
+    """Validate and return the report (the --json document)."""
+    source = Source(repo)
+    if worktree:
+        tree, rev_id = source.worktree(), "worktree"
+    else:
+        commit = source.commit(rev)
+        tree, rev_id = source.tree(rev), str(commit.id)
+    base_tree = base_id = None
+    if base is not None:
+        base_commit = source.commit(base)
+        base_tree, base_id = source.tree(base), str(base_commit.id)
+
+    names = [cloud] if cloud else list_clouds(tree)
+    if not names:
+        raise RepoError(f"{repo}: no clouds/<name>/cloud.yaml at {rev_id[:12]}")
+    findings = []
+    for name in names:
+        loaded = load_cloud(tree, name)
+        state = check_state(loaded)
+        found = list(state)
+        if base_tree is not None and not any(f.severity == "error" and f.rule.startswith(("yaml.", "schema."))
+                                             for f in state):
+            try:
+                base_loaded = load_cloud(base_tree, name)
+            except RepoError:
+                base_loaded = None          # a new cloud: nothing to transition from
+            if base_loaded is not None and base_loaded.cloud is not None and loaded.cloud is not None:
+                downgraded = [s for s, svc in loaded.cloud.services.items()
+                              if s in base_loaded.cloud.services
+                              and svc.release < base_loaded.cloud.services[s].release]
+                history = source.prior_states(name, base, downgraded) if downgraded else {}
+                found += check_transition(base_loaded, loaded, history)
+        findings += [dict(f.as_dict(), cloud=name) for f in sorted(found)]
+    summary = {sev: sum(1 for f in findings if f["severity"] == sev) for sev in ("error", "warning", "info")}
+    return {"version": JSON_VERSION, "rev": rev_id, "base": base_id, "clouds": names,
+            "summary": summary, "findings": findings}
+
+
+def _print_human(report: dict) -> None:
+    current = None
+    for f in report["findings"]:
+        if f["file"] != current:
+            if current is not None:
+                print()
+            current = f["file"]
+        where = f["file"] + (f":{f['line']}" if f["line"] else "") + (f":{f['column']}" if f["column"] else "")
+        print(f"{where}: {f['severity']}: {f['message']} [{f['rule']}]")
+        if f["hint"]:
+            print(f"    hint: {f['hint']}")
+    s = report["summary"]
+    what = f"{', '.join(report['clouds'])} at {report['rev'][:12]}"
+    if report["base"]:
+        what += f" (from base {report['base'][:12]})"
+    counts = ", ".join(f"{n} {sev}{'s' if n != 1 else ''}" for sev, n in s.items() if n)
+    if report["findings"]:
+        print()
+    print(f"{'FAIL' if s['error'] else 'ok'}: {what}: {counts or 'no findings'}")
+
+
+def _list_rules(as_json: bool) -> int:
+    rules = catalogue()
+    if as_json:
+        json.dump([{"id": r.id, "layer": r.layer, "severity": r.severity, "summary": r.summary}
+                   for r in rules], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        width = max(len(r.id) for r in rules)
+        for r in rules:
+            print(f"{r.id:<{width}}  {r.severity:<7}  {r.summary}")
+    return 0

@@ -1,0 +1,101 @@
+"""Layer 3: compatibility inside one state — version skew and declared requirements.
+
+"One release" of lag means one supported upgrade step: N-1, or the previous SLURP when
+the control plane sits on a SLURP release (skip-level upgrades leave agents there until
+they are upgraded in turn).
+"""
+from __future__ import annotations
+
+import operator
+import re
+from collections import defaultdict
+
+from .releases import Release, upgrade_allowed
+from .rules import Hit, rule
+
+_OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+        ">": operator.gt, "<": operator.lt}
+_CLAUSE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(20\d\d\.[12])\s*$")
+
+
+def requirement_holds(spec: str, release: Release) -> bool:
+    for clause in spec.split(","):
+        m = _CLAUSE.match(clause)
+        if not m:
+            raise ValueError(f"bad release requirement {spec!r}")
+        if not _OPS[m.group(1)](release, Release.parse(m.group(2))):
+            return False
+    return True
+
+
+def _by_project(cloud):
+    projects = defaultdict(lambda: {"control": [], "agent": []})
+    for svc in cloud.services.values():
+        projects[svc.project][svc.role].append(svc)
+    return projects
+
+
+def _within_one_step(old: Release, new: Release) -> bool:
+    return old == new or upgrade_allowed(old, new)
+
+
+@rule("compat.agent-leads-control", "compat", "error",
+      "inside a project, agents/computes never run a newer release than the control services")
+def agent_leads_control(ctx):
+    for project, roles in _by_project(ctx.cloud).items():
+        if not roles["control"]:
+            continue
+        newest = max(s.release for s in roles["control"])
+        for agent in roles["agent"]:
+            if agent.release > newest:
+                yield Hit(agent.file, ("release",),
+                          f"agent {agent.name} runs {agent.release} but {project}'s control services run at most {newest}",
+                          "upgrade the control services first (keystone, then APIs and conductors, then agents)")
+
+
+@rule("compat.agent-lag", "compat", "error",
+      "inside a project, agents/computes lag the control services by at most one upgrade step")
+def agent_lag(ctx):
+    for project, roles in _by_project(ctx.cloud).items():
+        if not roles["control"]:
+            continue
+        oldest_control = min(s.release for s in roles["control"])
+        for agent in roles["agent"]:
+            if agent.release < oldest_control and not upgrade_allowed(agent.release, oldest_control):
+                yield Hit(agent.file, ("release",),
+                          f"agent {agent.name} at {agent.release} lags {project}'s control services at "
+                          f"{oldest_control} by more than one supported upgrade step",
+                          f"upgrade {agent.name} before moving the control services further")
+
+
+@rule("compat.control-skew", "compat", "warning",
+      "inside a project, control services run the same release (a one-step skew is a rollout in progress)")
+def control_skew(ctx):
+    for project, roles in _by_project(ctx.cloud).items():
+        controls = roles["control"]
+        if len({s.release for s in controls}) <= 1:
+            continue
+        oldest = min(s.release for s in controls)
+        newest = max(s.release for s in controls)
+        severity = None if _within_one_step(oldest, newest) else "error"
+        for svc in controls:
+            if svc.release != newest:
+                yield Hit(svc.file, ("release",), severity=severity,
+                          message=f"{project} control services run mixed releases: {svc.name} at "
+                                  f"{svc.release}, others up to {newest}",
+                          hint=f"upgrade {svc.name} to {newest} in a following change to finish the rollout")
+
+
+@rule("compat.requires", "compat", "error",
+      "declared cross-service release requirements (`requires`) hold")
+def requires(ctx):
+    services = ctx.cloud.services
+    for svc in services.values():
+        for other, spec in svc.requires:
+            target = services.get(other)
+            if target is None:
+                continue  # semantic.unknown-requirement
+            if not requirement_holds(spec, target.release):
+                yield Hit(svc.file, ("requires", other),
+                          f"{svc.name} requires {other} {spec.strip()}, but {other} runs {target.release}",
+                          f"upgrade {other} first, in its own change, then this one")

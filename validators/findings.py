@@ -1,0 +1,38 @@
+"""A finding: what a validator says about one place in the cloud repository."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    file: str                  # repository-relative path, e.g. clouds/demo/services/keystone.yaml
+    line: int | None           # 1-based, None when the finding is about a whole file/state
+    column: int | None         # 1-based
+    severity: str              # error | warning | info
+    rule: str                  # stable rule id, e.g. transition.upgrade-path
+    message: str
+    hint: str = ""             # what the operator should do
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def location(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return where
+
+    def render(self) -> str:
+        text = f"{self.location()}: {self.severity}: {self.message} [{self.rule}]"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+
+def has_errors(findings) -> bool:
+    return any(f.severity == "error" for f in findings)

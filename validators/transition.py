@@ -1,0 +1,123 @@
+"""Layer 4: the transition from a base state to a new one — what a pull request does.
+
+The context carries, for services whose release goes down, what the service looked
+like before its last change (`history`): a downgrade is only a rollback when it restores
+exactly that, and only while the contract phase of the upgrade has not run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .releases import steps, upgrade_allowed, upgrade_path_hint
+from .rules import Hit, rule
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A service's state before the change that produced its base state."""
+    data: dict | None               # raw YAML of the service before that change (None: it did not exist)
+    commit: str                     # the change (commit id) that moved it to its base state
+    contract_ran: bool = False      # the controller ran that upgrade's contract phase
+
+
+@dataclass
+class TransitionContext:
+    base: object                    # validators.model.Cloud
+    new: object                     # validators.model.Cloud
+    new_data: dict                  # service -> raw YAML data in the new state
+    history: dict = field(default_factory=dict)   # service -> Prior
+
+
+def image_tag(ref: str) -> str | None:
+    ref = ref.split("@", 1)[0]
+    name = ref.rsplit("/", 1)[-1]
+    return name.split(":", 1)[1] if ":" in name else None
+
+
+def _changed(ctx):
+    for name, new in ctx.new.services.items():
+        old = ctx.base.services.get(name)
+        if old is not None:
+            yield old, new
+
+
+@rule("transition.upgrade-path", "transition", "error",
+      "a release goes up by N→N+1, or SLURP→next SLURP; nothing else")
+def upgrade_path(ctx):
+    for old, new in _changed(ctx):
+        if new.release > old.release and not upgrade_allowed(old.release, new.release):
+            yield Hit(new.file, ("release",),
+                      f"{new.name}: {old.release.label()} → {new.release.label()} is not a supported "
+                      f"upgrade ({steps(old.release, new.release)} series at once)",
+                      upgrade_path_hint(old.release, new.release))
+
+
+@rule("transition.downgrade", "transition", "error",
+      "a release goes down only as a revert of its last upgrade, before that upgrade's contract phase ran")
+def downgrade(ctx):
+    for old, new in _changed(ctx):
+        if new.release >= old.release:
+            continue
+        prior = ctx.history.get(new.name)
+        what = f"{new.name}: {old.release} → {new.release} is a downgrade"
+        if prior is None or prior.data is None or prior.data != ctx.new_data.get(new.name):
+            yield Hit(new.file, ("release",),
+                      f"{what} that does not restore the service's previous state",
+                      "roll back with `git revert` of the upgrade commit (or `tidegate rollback`), "
+                      "which restores the service file exactly")
+        elif prior.contract_ran:
+            yield Hit(new.file, ("release",),
+                      f"{what} after the contract phase of {prior.commit[:12]} ran: the database no "
+                      f"longer has what {new.release} needs",
+                      "roll forward with a fix instead, or restore the database backup taken before contract")
+
+
+@rule("transition.release-without-image-change", "transition", "error",
+      "a release change comes with an image change")
+def release_without_image_change(ctx):
+    for old, new in _changed(ctx):
+        if new.release != old.release and new.image == old.image and new.build == old.build:
+            yield Hit(new.file, ("release",),
+                      f"{new.name}: release {old.release} → {new.release} but the image is still {new.image}",
+                      "point `image` (and `build`) at an image of the new release")
+
+
+@rule("transition.image-without-tag-change", "transition", "warning",
+      "an image change without a release or tag change is flagged (same tag, different content)")
+def image_without_tag_change(ctx):
+    for old, new in _changed(ctx):
+        if (new.image != old.image and new.release == old.release
+                and image_tag(new.image) == image_tag(old.image)):
+            yield Hit(new.file, ("image",),
+                      f"{new.name}: image changes from {old.image} to {new.image} with the same tag "
+                      f"{image_tag(new.image)!r} and the same release",
+                      "tag images by release and build (e.g. :2025.1-3) so the change is visible and revertible")
+
+
+@rule("transition.one-project", "transition", "error",
+      "with policy one_project_per_change, a change upgrades services of one project only")
+def one_project(ctx):
+    if not ctx.new.policy.one_project_per_change:
+        return
+    changed = {}
+    for old, new in _changed(ctx):
+        if new.release != old.release:
+            changed.setdefault(new.project, new)
+    if len(changed) > 1:
+        projects = sorted(changed)
+        for project in projects[1:]:
+            svc = changed[project]
+            yield Hit(svc.file, ("release",),
+                      f"this change moves releases of {len(projects)} projects ({', '.join(projects)}); "
+                      "the cloud's policy allows one per change",
+                      f"split the change: one pull request per project, {projects[0]} first")
+
+
+@rule("transition.service-removed", "transition", "warning",
+      "removing a service removes its containers (its named volumes are kept)")
+def service_removed(ctx):
+    for name, old in ctx.base.services.items():
+        if name not in ctx.new.services:
+            yield Hit(f"{ctx.new.folder}/cloud.yaml", (),
+                      f"service {name} is removed by this change: its containers will be stopped and removed",
+                      "its named volumes are kept; remove them by hand once you are sure")
