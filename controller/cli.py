@@ -7,14 +7,7 @@ import pkgutil
 import sys
 
 from . import commands as _commands
-
-
-class CommandError(Exception):
-    """An error the operator sees as one line on stderr; `code` is the exit status."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
+from .errors import CommandError  # noqa: F401  (re-exported for commands)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from controller.cli import CommandError
+from controller.errors import CommandError
 from controller.source import Source
 from validators.check import check_state, check_transition
 from validators.load import RepoError, list_clouds, load_cloud

@@ -1,0 +1,211 @@
+"""Layers 2 and 3: every semantic and compatibility rule, failing and passing."""
+import pytest
+
+from validators.compat import requirement_holds
+from validators.releases import Release
+
+from .helpers import BASE_CLOUD, findings_of, rules_of, service
+
+
+def only(findings, rule):
+    return [f for f in findings if f.rule == rule]
+
+
+def test_cloud_name_must_match_folder():
+    assert only(findings_of({}, {**BASE_CLOUD, "name": "other"}), "semantic.cloud-name")
+    assert not only(findings_of({}), "semantic.cloud-name")
+
+
+def test_service_name_must_match_file():
+    assert only(findings_of({"ks": service(name="keystone")}), "semantic.service-name")
+    assert not only(findings_of({"ks": service(name="ks")}), "semantic.service-name")
+
+
+def test_unknown_host_is_reported_at_its_list_item():
+    text = "project: keystone\nrelease: '2025.1'\nimage: a\nhosts:\n  - h1\n  - h9\n"
+    found = only(findings_of({"ks": text}), "semantic.unknown-host")
+    assert len(found) == 1 and "h9" in found[0].message and (found[0].line, found[0].column) == (6, 5)
+    assert not only(findings_of({"ks": service(hosts=["h1", "h2"])}), "semantic.unknown-host")
+
+
+def test_depends_on_missing_service():
+    assert only(findings_of({"ks": service(depends_on=["db"])}), "semantic.unknown-dependency")
+    assert not only(findings_of({"ks": service(depends_on=["db"]), "db": service(project="mariadb")}),
+                    "semantic.unknown-dependency")
+
+
+def test_dependency_cycle_is_reported_once_with_its_path():
+    found = only(findings_of({"a": service(depends_on=["b"]), "b": service(depends_on=["c"]),
+                              "c": service(depends_on=["a"])}), "semantic.dependency-cycle")
+    assert len(found) == 1 and "a → b → c → a" in found[0].message
+    assert not only(findings_of({"a": service(depends_on=["b"]), "b": service()}), "semantic.dependency-cycle")
+
+
+def test_self_dependency_is_a_cycle():
+    assert only(findings_of({"a": service(depends_on=["a"])}), "semantic.dependency-cycle")
+
+
+def test_two_services_publishing_one_host_port_on_one_host():
+    found = findings_of({"a": service(hosts=["h1"], ports=["5000:5000"]),
+                         "b": service(hosts=["h1"], ports=["5000:80"])})
+    assert only(found, "semantic.port-conflict")
+
+
+def test_same_port_on_different_hosts_or_protocols_is_fine():
+    assert not only(findings_of({"a": service(hosts=["h1"], ports=["5000:5000"]),
+                                 "b": service(hosts=["h2"], ports=["5000:5000"])}), "semantic.port-conflict")
+    assert not only(findings_of({"a": service(hosts=["h1"], ports=["53:53/udp"]),
+                                 "b": service(hosts=["h1"], ports=["53:53/tcp"])}), "semantic.port-conflict")
+
+
+@pytest.mark.parametrize("source", ["/etc/passwd", "../other/x.conf", "config/../../x.conf"])
+def test_config_mount_outside_cloud_folder(source):
+    found = findings_of({"ks": service(config=[{"source": source, "target": "/etc/x"}])})
+    assert only(found, "semantic.config-outside")
+
+
+def test_config_mount_missing_and_present():
+    cfg = [{"source": "config/ks.conf", "target": "/etc/ks.conf"}]
+    assert only(findings_of({"ks": service(config=cfg)}), "semantic.config-missing")
+    found = findings_of({"ks": service(config=cfg)}, extra={"clouds/c/config/ks.conf": "[DEFAULT]\n"})
+    assert not only(found, "semantic.config-missing") and not only(found, "semantic.config-outside")
+
+
+def test_replicas_with_host_ports_exceed_hosts():
+    found = only(findings_of({"ks": service(replicas=3, ports=["5000:5000"])}), "semantic.replicas-exceed-hosts")
+    assert found and "at most one replica per host" in found[0].message
+    assert not only(findings_of({"ks": service(replicas=2, ports=["5000:5000"])}), "semantic.replicas-exceed-hosts")
+    assert not only(findings_of({"ks": service(replicas=5)}), "semantic.replicas-exceed-hosts")
+
+
+def test_replicas_respect_max_per_host_and_host_capacity():
+    assert only(findings_of({"ks": service(replicas=5, max_per_host=2)}), "semantic.replicas-exceed-hosts")
+    cloud = {**BASE_CLOUD, "hosts": {"h1": {"engine": "podman", "max_containers": 2}}}
+    assert only(findings_of({"a": service(replicas=2), "b": service()}, cloud), "semantic.replicas-exceed-hosts")
+    assert not only(findings_of({"a": service(replicas=2)}, cloud), "semantic.replicas-exceed-hosts")
+
+
+def test_requires_names_missing_service():
+    assert only(findings_of({"p": service(requires={"keystone": ">=2025.1"})}), "semantic.unknown-requirement")
+
+
+def test_build_recipe_must_exist():
+    assert only(findings_of({"ks": service(build="ks")}), "semantic.build-recipe-missing")
+    assert not only(findings_of({"ks": service(build="ks")}, extra={"clouds/c/images/ks.yaml": "suite: trixie\n"}),
+                    "semantic.build-recipe-missing")
+
+
+def test_health_port_not_listened_on_is_a_warning():
+    found = only(findings_of({"ks": service(expose=[5000], health={"type": "http", "port": 8080})}),
+                 "semantic.health-port")
+    assert found and found[0].severity == "warning"
+    assert not only(findings_of({"ks": service(expose=[5000], health={"type": "http", "port": 5000})}),
+                    "semantic.health-port")
+
+
+def test_no_health_check_is_a_warning():
+    found = only(findings_of({"ks": service(health=None)}), "semantic.no-health")
+    assert found and found[0].severity == "warning"
+
+
+# -- compatibility -------------------------------------------------------------
+
+def nova(role, release, **kw):
+    return service(project="nova", role=role, release=release, image=f"nova:{release}", **kw)
+
+
+def test_agent_may_not_lead_control():
+    found = findings_of({"api": nova("control", "2025.1"), "cpu": nova("agent", "2025.2")})
+    assert only(found, "compat.agent-leads-control")
+
+
+def test_agent_may_lag_one_release():
+    assert not only(findings_of({"api": nova("control", "2025.2"), "cpu": nova("agent", "2025.1")}),
+                    "compat.agent-lag")
+
+
+def test_agent_may_lag_one_slurp_after_a_skip_level_upgrade():
+    assert not only(findings_of({"api": nova("control", "2026.1"), "cpu": nova("agent", "2025.1")}),
+                    "compat.agent-lag")
+
+
+def test_agent_lagging_two_releases_from_non_slurp_is_rejected():
+    found = findings_of({"api": nova("control", "2026.2"), "cpu": nova("agent", "2025.2")})
+    assert only(found, "compat.agent-lag")
+
+
+def test_control_skew_of_one_step_warns_and_more_errors():
+    found = only(findings_of({"api": nova("control", "2025.2"), "cond": nova("control", "2025.1")}),
+                 "compat.control-skew")
+    assert found and found[0].severity == "warning"
+    found = only(findings_of({"api": nova("control", "2026.2"), "cond": nova("control", "2025.2")}),
+                 "compat.control-skew")
+    assert found and found[0].severity == "error"
+    assert not only(findings_of({"api": nova("control", "2025.1"), "cond": nova("control", "2025.1")}),
+                    "compat.control-skew")
+
+
+def test_cross_service_requirement():
+    ks = service(release="2024.2", image="ks:2024.2")
+    found = findings_of({"keystone": ks, "p": service(project="placement", requires={"keystone": ">=2025.1"})})
+    assert only(found, "compat.requires")
+    ks = service(release="2025.1")
+    assert not only(findings_of({"keystone": ks, "p": service(project="placement", requires={"keystone": ">=2025.1"})}),
+                    "compat.requires")
+
+
+@pytest.mark.parametrize("spec, release, holds", [
+    (">=2025.1", "2025.1", True), (">=2025.1", "2024.2", False), (">2025.1, <2026.2", "2026.1", True),
+    ("==2025.2", "2025.1", False), ("!=2025.2", "2025.1", True), ("<=2024.1", "2024.2", False),
+])
+def test_requirement_specs(spec, release, holds):
+    assert requirement_holds(spec, Release.parse(release)) is holds
+
+
+# -- a cloud's own rules (rules.yaml) --------------------------------------------
+
+RULES = """
+severity:
+  semantic.no-health: "off"
+  semantic.nonexistent: error
+rules:
+  - id: custom.no-latest
+    message: images must be pinned
+    hint: tag images by release
+    field: image
+    must_not_match: ":latest$"
+  - id: custom.api-replicas
+    message: APIs run at least two replicas
+    services: ["*-api"]
+    field: replicas
+    minimum: 2
+  - id: custom.placement-after-keystone
+    message: placement needs a current keystone
+    projects: [placement]
+    requires: {keystone: ">=2025.1"}
+"""
+
+
+def test_cloud_rules_add_checks_and_tune_severities():
+    found = findings_of({"keystone": service(release="2024.2", image="ks:latest", health=None),
+                         "nova-api": service(project="nova", replicas=1),
+                         "placement": service(project="placement")},
+                        extra={"clouds/c/rules.yaml": RULES})
+    got = rules_of(found)
+    assert {"custom.no-latest", "custom.api-replicas", "custom.placement-after-keystone",
+            "custom.unknown-rule"} <= got
+    assert "semantic.no-health" not in got
+    no_latest = only(found, "custom.no-latest")[0]
+    assert no_latest.file.endswith("keystone.yaml") and no_latest.hint == "tag images by release"
+
+
+def test_cloud_rules_pass_when_satisfied():
+    found = findings_of({"keystone": service(), "nova-api": service(project="nova", replicas=2),
+                         "placement": service(project="placement")},
+                        extra={"clouds/c/rules.yaml": RULES})
+    assert not {"custom.no-latest", "custom.api-replicas", "custom.placement-after-keystone"} & rules_of(found)
+
+
+def test_cloud_rules_file_is_schema_checked():
+    found = findings_of({"ks": service()}, extra={"clouds/c/rules.yaml": "rules: [{id: nope, message: x}]\n"})
+    assert any(f.rule.startswith("schema.") and f.file.endswith("rules.yaml") for f in found)
