@@ -5,6 +5,7 @@ rules then run on what is valid, so one bad file does not hide findings in other
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from . import schema as schema_layer
@@ -37,24 +38,32 @@ def list_clouds(tree: Tree) -> list[str]:
             if tree.kind(f"{CLOUDS}/{name}/cloud.yaml") == "file"]
 
 
-def _read(tree: Tree, path: str, kind: str, loaded: LoadedCloud) -> Document | None:
+@functools.lru_cache(maxsize=8192)
+def _parse(path: str, kind: str, content: bytes):
+    """(document or None, findings) for one file's content. Cached by content: a base
+    and a head commit share most files, and the controller re-reads the same blobs."""
     try:
-        size = tree.size(path)
-        if size > MAX_FILE_BYTES:
-            loaded.findings.append(Finding(
-                path, None, None, "error", "yaml.too-large",
-                f"file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed",
-                "a cloud file describes services, not data; split or trim it"))
-            return None
-        doc = load(tree.read(path), path)
+        doc = load(content, path)
     except YamlError as err:
-        loaded.findings.append(err.finding)
+        return None, (err.finding,)
+    return doc, tuple(doc.duplicates) + tuple(schema_layer.validate(doc, kind))
+
+
+def _read(tree: Tree, path: str, kind: str, loaded: LoadedCloud) -> Document | None:
+    size = tree.size(path)
+    if size > MAX_FILE_BYTES:
+        loaded.findings.append(Finding(
+            path, None, None, "error", "yaml.too-large",
+            f"file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed",
+            "a cloud file describes services, not data; split or trim it"))
+        return None
+    content = tree.read(path)
+    doc, problems = _parse(path, kind, content)
+    loaded.findings += problems
+    if doc is None:
         return None
     loaded.docs[path] = doc
-    loaded.findings += doc.duplicates
-    problems = schema_layer.validate(doc, kind)
-    loaded.findings += problems
-    return None if problems else doc
+    return None if any(f.severity == "error" for f in problems) else doc
 
 
 def load_cloud(tree: Tree, name: str) -> LoadedCloud:

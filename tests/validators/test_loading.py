@@ -103,3 +103,42 @@ def test_empty_file_is_an_error():
 def test_bad_files_do_not_hide_other_files_findings():
     found = findings_of({"bad": "a: [\n", "ok": service(depends_on=["nope"])})
     assert {"yaml.syntax", "semantic.unknown-dependency"} <= rules_of(found)
+
+
+AGREEMENT_SAMPLES = [
+    {"project": "k", "release": "2025.1", "image": "a"},
+    {"project": "k", "release": "2025.1", "image": "a", "replicas": -1},
+    {"project": "k", "release": "2025.3", "image": "a"},
+    {"project": "k", "release": "2025.1", "image": "a", "ports": ["5000:5000", {"container": 80}]},
+    {"project": "k", "release": "2025.1", "image": "a", "ports": ["5000"]},
+    {"project": "k", "release": "2025.1", "image": "a", "health": {"type": "exec"}},
+    {"project": "k", "release": "2025.1", "image": "a", "health": {"type": "http", "port": 80, "bogus": 1}},
+    {"project": "k", "release": "2025.1", "image": "a", "health": {"type": "tcp", "port": 80, "interval": 0}},
+    {"project": "k", "release": "2025.1", "image": "a", "command": []},
+    {"project": "k", "release": "2025.1", "image": "a", "command": "run"},
+    {"project": "k", "release": "2025.1", "image": "a", "environment": {"1BAD": "x"}},
+    {"project": "k", "release": "2025.1", "image": "a", "requires": {"keystone": ">=2025.1, <2026.2"}},
+    {"project": "k", "release": "2025.1", "image": "a", "requires": {"keystone": "~2025.1"}},
+    {"project": "k", "release": "2025.1", "image": "a", "upgrade": {"jobs": {"expand": [{"command": ["x"], "timeout": 0}]}}},
+    {"project": "k", "release": "2025.1", "image": "a", "ulimits": {"nofile": [1, 2, 3]}},
+    {"project": "k", "release": "2025.1", "image": "a", "hosts": ["a", "a"]},
+    {"project": "k", "release": "2025.1", "image": "a", "volumes": [{"name": "v", "path": "relative"}]},
+]
+
+
+@pytest.mark.parametrize("data", AGREEMENT_SAMPLES)
+def test_fast_schema_gate_agrees_with_jsonschema(data):
+    from validators.schema import _validator, is_valid
+    assert is_valid(data, "service") == _validator("service").is_valid(data)
+
+
+def test_fast_schema_gate_agrees_on_cloud_files():
+    from validators.schema import _validator, is_valid
+    samples = [{"name": "c", "hosts": {"h": {"engine": "podman"}}},
+               {"name": "c", "hosts": {"h": {"engine": "lxc"}}},
+               {"name": "c", "hosts": {"h": {"engine": "docker", "url": "http://x"}}},
+               {"name": "c", "hosts": {"h": {"engine": "docker"}}, "defaults": {"stop_grace": -1}},
+               {"name": "c", "hosts": {"h": {"engine": "docker"}}, "defaults": {"upgrade": {"strategy": "blue"}}},
+               {"name": "C", "hosts": {}}]
+    for data in samples:
+        assert is_valid(data, "cloud") == _validator("cloud").is_valid(data), data
