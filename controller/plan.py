@@ -1,0 +1,388 @@
+"""The planner: a PURE function `plan(desired, observed) -> Plan`.
+
+No engine, no clock, no I/O. Given what git says should run and what the engines say
+does run (containers found by label), it returns the ordered steps that converge one
+to the other:
+
+- a replica whose container carries the desired spec hash and runs is never touched;
+- a changed service is replaced replica by replica: successor first, wait healthy,
+  then drain, stop (grace) and remove the old one ("surge"); a service that publishes
+  host ports cannot run two replicas on one host, so it is replaced in place, at most
+  `max_unavailable` replicas at a time; `recreate` stops everything first;
+- an upgrade (release goes up) runs the `expand` and `migrate` jobs before the first new
+  replica starts and `contract` after the last old one is gone (cloud policy permitting);
+- a first deployment runs the `bootstrap` jobs;
+- a rollout interrupted half-way (controller killed) is finished, not restarted: a
+  successor that already exists is waited for, not duplicated;
+- services go in waves by dependency (depends_on, requires, agents after their project's
+  control services); downgrades go in reverse order; removals last.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+from validators.releases import Release
+
+from .desired import Container, Desired, DesiredService, Observed, container_name, job_name
+
+# Rough durations (seconds) for the estimate; the bench measures the real ones.
+_EST = {"network": 0.1, "image": 0.2, "create": 1.5, "drain": 0.3, "remove": 0.3, "job": 10.0}
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str                  # network | image | job | create | wait-healthy | drain | stop | remove
+    host: str
+    service: str = ""
+    replica: int | None = None
+    container: str = ""          # container name (create) or name/id of an existing one
+    phase: str = ""              # job phase: bootstrap | expand | migrate | contract
+    job: int | None = None       # index of the job in its phase
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.action == "job":
+            return f"run {self.phase} job #{self.job + 1} on {self.host}{' (' + self.note + ')' if self.note else ''}"
+        what = self.container or self.service
+        text = f"{self.action} {what} on {self.host}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    service: str
+    change: str                  # deploy | upgrade | downgrade | update | repair | scale | remove
+    from_release: str | None
+    to_release: str | None
+    strategy: str                # surge | in-place | recreate | remove | repair
+    steps: tuple[Step, ...]
+    phases: tuple[str, ...] = ()          # migration phases that will run
+    out_at_once: int = 0                  # replicas out of service at once, at worst
+    replicas: int = 0
+    estimate: float = 0.0                 # seconds
+
+
+@dataclass(frozen=True)
+class Plan:
+    cloud: str
+    commit: str
+    waves: tuple[tuple[ServicePlan, ...], ...]
+    untouched: tuple[str, ...]
+    blocked: tuple[tuple[str, str], ...] = ()     # (host, why) not planned this time
+
+    @property
+    def empty(self) -> bool:
+        return not self.waves
+
+    @property
+    def steps(self) -> list[Step]:
+        return [s for wave in self.waves for sp in wave for s in sp.steps]
+
+    @property
+    def estimate(self) -> float:
+        return sum(max((sp.estimate for sp in wave), default=0.0) for wave in self.waves)
+
+    def as_dict(self) -> dict:
+        return {
+            "cloud": self.cloud, "commit": self.commit,
+            "estimate_seconds": round(self.estimate, 1),
+            "waves": [[dict(asdict(sp), steps=[asdict(s) for s in sp.steps]) for sp in wave]
+                      for wave in self.waves],
+            "untouched": list(self.untouched),
+            "blocked": [{"host": h, "reason": r} for h, r in self.blocked],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2)
+
+    def render(self) -> str:
+        lines = [f"plan for cloud {self.cloud} at {self.commit[:12]}"]
+        if self.empty:
+            lines.append("  nothing to do: every service runs its desired spec")
+        for i, wave in enumerate(self.waves, 1):
+            lines.append(f"wave {i}:")
+            for sp in wave:
+                rel = ""
+                if sp.from_release != sp.to_release:
+                    rel = f" {sp.from_release or '-'} → {sp.to_release or '-'}"
+                phases = f", phases {'/'.join(sp.phases)}" if sp.phases else ""
+                lines.append(f"  {sp.service}: {sp.change}{rel} ({sp.strategy}, {sp.replicas} replica(s), "
+                             f"at most {sp.out_at_once} out at once{phases}, ~{sp.estimate:.0f}s)")
+                for n, step in enumerate(sp.steps, 1):
+                    lines.append(f"    {n:>2}. {step.describe()}")
+        if self.untouched:
+            lines.append(f"untouched: {', '.join(self.untouched)}")
+        for host, why in self.blocked:
+            lines.append(f"blocked: host {host}: {why}")
+        lines.append(f"estimate: ~{self.estimate:.0f}s")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Replica:
+    index: int
+    host: str
+    good: Container | None = None                 # carries the desired hash on the right host
+    stale: list = field(default_factory=list)     # to be replaced
+
+
+def plan(desired: Desired, observed: Observed, *, pending_contract: dict | None = None) -> Plan:
+    """Steps converging `observed` to `desired`.
+
+    `pending_contract`: service -> spec hash of an upgrade whose expand/migrate ran but
+    whose contract has not (from the status record), so an interrupted upgrade still
+    contracts once its rollout completes.
+    """
+    pending_contract = pending_contract or {}
+    cloud = desired.cloud
+    down = observed.unreachable
+    plans: dict[str, ServicePlan] = {}
+    untouched: list[str] = []
+    blocked: set[tuple[str, str]] = {(h, "engine did not answer; retried at the next reconcile") for h in down}
+
+    for name, ds in desired.services.items():
+        sp = _plan_service(desired, ds, observed.of(name), down, pending_contract.get(name))
+        if sp is None:
+            untouched.append(name)
+        else:
+            plans[name] = sp
+
+    for name in sorted({c.service for c in observed.containers} - set(desired.services)):
+        steps = []
+        for c in sorted(observed.of(name), key=lambda c: (c.replica, c.name)):
+            if c.host in down:
+                continue
+            steps += _retire(c, note="service removed from the cloud; volumes kept")
+        if steps:
+            releases = {c.release for c in observed.of(name)}
+            plans[name] = ServicePlan(name, "remove", max(releases) if releases else None, None, "remove",
+                                      tuple(steps), out_at_once=len(observed.of(name)),
+                                      estimate=sum(_est(s, None) for s in steps))
+
+    return Plan(cloud.name, desired.commit, _waves(desired, plans), tuple(untouched),
+                tuple(sorted(blocked)))
+
+
+def _retire(c: Container, note: str = "") -> list[Step]:
+    """Drain, stop (graceful) and remove one container."""
+    return [Step("drain", c.host, c.service, c.replica, c.name, note=note),
+            Step("stop", c.host, c.service, c.replica, c.name),
+            Step("remove", c.host, c.service, c.replica, c.name)]
+
+
+def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], down: frozenset,
+                  pending_hash: str | None) -> ServicePlan | None:
+    svc = ds.service
+    cloud = desired.cloud.name
+    replicas = [_Replica(i, host) for i, host in enumerate(svc.placement)]
+
+    # Sort what we found into replicas: the good one (desired hash, right host, running
+    # preferred) and the stale ones. Containers beyond `replicas` are surplus.
+    surplus: list[Container] = []
+    by_index = defaultdict(list)
+    for c in found:
+        by_index[c.replica].append(c)
+    for index, cs in by_index.items():
+        if index >= len(replicas):
+            surplus += cs
+            continue
+        r = replicas[index]
+        good = sorted((c for c in cs if c.hash == ds.hash and c.host == r.host),
+                      key=lambda c: (not c.running, c.name))
+        if good and good[0].running:
+            r.good = good[0]
+            r.stale = [c for c in cs if c is not good[0]]
+        else:
+            r.stale = list(cs)     # a stopped container with the right spec is recreated
+
+    # Hosts that did not answer: plan nothing there (their containers are unknown).
+    active = [r for r in replicas if r.host not in down]
+    surplus = [c for c in surplus if c.host not in down]
+    work = [r for r in active if r.good is None or r.stale]
+    if not work and not surplus and not (pending_hash == ds.hash and _contract_due(desired)):
+        return None
+
+    old_releases = {Release.parse(c.release) for c in found if c.hash != ds.hash and c.release}
+    new = svc.release
+    if not found:
+        change = "deploy"
+    elif any(r < new for r in old_releases):
+        change = "upgrade"
+    elif any(r > new for r in old_releases):
+        change = "downgrade"
+    elif any(c.hash != ds.hash for c in found if c.replica < len(replicas)):
+        change = "update"
+    elif surplus and not any(r.good is None or r.stale for r in active):
+        change = "scale"
+    else:
+        change = "repair"
+    from_release = str(max(old_releases)) if old_releases else (None if change == "deploy" else str(new))
+
+    steps: list[Step] = []
+    phases: list[str] = []
+    hosts_used = sorted({r.host for r in work if r.good is None})
+    job_host = next((r.host for r in active), None)
+    for host in sorted(set(hosts_used) | ({job_host} if job_host else set())):
+        steps.append(Step("network", host, svc.name, note=desired.cloud.network))
+        steps.append(Step("image", host, svc.name, note=svc.image))
+
+    def jobs(phase: str, items) -> None:
+        if not items or job_host is None:
+            return
+        phases.append(phase)
+        for i, _job in enumerate(items):
+            steps.append(Step("job", job_host, svc.name, None,
+                              job_name(cloud, svc.name, phase, i, ds.hash), phase=phase, job=i,
+                              note=items[i].name))
+
+    new_replica_exists = any(c.hash == ds.hash for c in found)
+    if change == "deploy":
+        jobs("bootstrap", svc.bootstrap)
+    elif change == "upgrade" and not new_replica_exists:
+        jobs("expand", svc.upgrade.phase("expand"))
+        jobs("migrate", svc.upgrade.phase("migrate"))
+
+    # 1. Finish what an interrupted rollout started: a healthy successor retires its
+    #    predecessors before anything new starts.
+    for r in work:
+        if r.good is not None and r.stale:
+            steps.append(Step("wait-healthy", r.host, svc.name, r.index, r.good.name,
+                              note="successor from an interrupted rollout"))
+            for c in r.stale:
+                steps += _retire(c)
+    todo = [r for r in work if r.good is None]
+    # A stopped container that already carries the successor's name must go first.
+    for r in todo:
+        for c in [c for c in r.stale if c.name == _name(cloud, svc.name, r, ds)]:
+            r.stale.remove(c)
+            steps += _retire(c, note="not running; recreated")
+
+    # 2. Replace the rest.
+    surge_ok = not any(p.host is not None for p in svc.ports)
+    batch = max(1, svc.upgrade.max_unavailable)
+    out_at_once = 0
+    if svc.upgrade.strategy == "recreate" and any(r.stale for r in todo):
+        strategy = "recreate"
+        for r in todo:
+            for c in r.stale:
+                steps += _retire(c)
+        for r in todo:
+            steps.append(_create(cloud, svc.name, r, ds))
+        for r in todo:
+            steps.append(Step("wait-healthy", r.host, svc.name, r.index, _name(cloud, svc.name, r, ds)))
+        out_at_once = len(replicas)
+    elif surge_ok:
+        strategy = "surge" if any(r.stale for r in todo) else ("repair" if change == "repair" else "surge")
+        for group in _batches(todo, batch):
+            for r in group:
+                steps.append(_create(cloud, svc.name, r, ds))
+            for r in group:
+                steps.append(Step("wait-healthy", r.host, svc.name, r.index, _name(cloud, svc.name, r, ds)))
+            for r in group:
+                for c in r.stale:
+                    steps += _retire(c, note="replaced")
+    else:
+        strategy = "in-place"
+        for group in _batches(todo, batch):
+            for r in group:
+                for c in r.stale:
+                    steps += _retire(c, note="host port: replaced in place")
+            for r in group:
+                steps.append(_create(cloud, svc.name, r, ds))
+            for r in group:
+                steps.append(Step("wait-healthy", r.host, svc.name, r.index, _name(cloud, svc.name, r, ds)))
+            out_at_once = max(out_at_once, sum(1 for r in group if r.stale))
+
+    # 3. Scale down: surplus replicas go last, highest index first.
+    for c in sorted(surplus, key=lambda c: -c.replica):
+        steps += _retire(c, note="scaled down")
+
+    # 4. Contract once every replica runs the new spec.
+    contract_due = _contract_due(desired)
+    if contract_due and svc.upgrade.phase("contract") and (
+            change == "upgrade" or pending_hash == ds.hash) and not any(r.host in down for r in replicas):
+        jobs("contract", svc.upgrade.phase("contract"))
+
+    if not steps:
+        return None
+    estimate = _estimate(steps, svc)
+    return ServicePlan(svc.name, change, from_release, str(new), strategy, tuple(steps), tuple(phases),
+                       out_at_once, len(replicas), estimate)
+
+
+def _contract_due(desired: Desired) -> bool:
+    return desired.cloud.policy.contract == "after-rollout"
+
+
+def _name(cloud: str, service: str, r: _Replica, ds: DesiredService) -> str:
+    return container_name(cloud, service, r.index, ds.hash)
+
+
+def _create(cloud: str, service: str, r: _Replica, ds: DesiredService) -> Step:
+    return Step("create", r.host, service, r.index, _name(cloud, service, r, ds))
+
+
+def _batches(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _est(step: Step, svc) -> float:
+    if step.action == "wait-healthy":
+        return 2 * (svc.health.interval if svc is not None and svc.health else 1.0)
+    if step.action == "stop":
+        return min(svc.stop_grace, 3.0) if svc is not None else 3.0
+    return _EST.get(step.action, 0.5)
+
+
+def _estimate(steps: list[Step], svc) -> float:
+    return sum(_est(s, svc) for s in steps)
+
+
+def _levels(desired: Desired) -> dict[str, int]:
+    """Dependency depth of each service: 0 for services depending on nothing."""
+    services = desired.cloud.services
+    edges: dict[str, set[str]] = {name: set() for name in services}
+    controls = defaultdict(set)
+    for name, svc in services.items():
+        if svc.role == "control":
+            controls[svc.project].add(name)
+    for name, svc in services.items():
+        edges[name] |= {d for d in svc.depends_on if d in services}
+        edges[name] |= {other for other, _ in svc.requires if other in services}
+        if svc.role == "agent":
+            edges[name] |= controls[svc.project]
+        edges[name].discard(name)
+    level: dict[str, int] = {}
+
+    def depth(name: str, seen: frozenset) -> int:
+        if name in level:
+            return level[name]
+        if name in seen:          # a cycle (the validators reject these); break it
+            return 0
+        d = 1 + max((depth(dep, seen | {name}) for dep in edges[name]), default=-1)
+        level[name] = d
+        return d
+
+    for name in services:
+        depth(name, frozenset())
+    return level
+
+
+def _waves(desired: Desired, plans: dict[str, ServicePlan]) -> tuple[tuple[ServicePlan, ...], ...]:
+    level = _levels(desired)
+    top = max(level.values(), default=0)
+    forward, backward, removals = defaultdict(list), defaultdict(list), []
+    for name, sp in plans.items():
+        if sp.change == "remove":
+            removals.append(sp)
+        elif sp.change == "downgrade":
+            backward[top - level[name]].append(sp)     # agents roll back before their controls
+        else:
+            forward[level[name]].append(sp)
+    waves = [tuple(sorted(forward[k], key=lambda sp: sp.service)) for k in sorted(forward)]
+    waves += [tuple(sorted(backward[k], key=lambda sp: sp.service)) for k in sorted(backward)]
+    if removals:
+        waves.append(tuple(sorted(removals, key=lambda sp: sp.service)))
+    return tuple(w for w in waves if w)
