@@ -1,0 +1,113 @@
+"""`tidegate plan`, `tidegate apply` and `tidegate status`."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from controller.errors import CommandError
+from controller.reconcile import Controller
+from controller.source import Source
+from controller.status import Status
+from validators.load import RepoError
+
+DEFAULT_STATE = os.environ.get("TIDEGATE_STATE_DIR", ".tidegate/state")
+
+
+def _common(p, rev=True):
+    p.add_argument("--repo", default=".", help="git repository holding clouds/ (default: current directory)")
+    p.add_argument("--cloud", required=True, help="cloud name (clouds/<name>/)")
+    if rev:
+        p.add_argument("--rev", default="HEAD", help="revision to converge to (default HEAD)")
+    p.add_argument("--state-dir", default=DEFAULT_STATE, help=f"controller state (default {DEFAULT_STATE}, or $TIDEGATE_STATE_DIR)")
+    p.add_argument("--engine-url", action="append", default=[], metavar="KIND=URL",
+                   help="engine for hosts without a url, e.g. podman=unix:///run/podman/podman.sock")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def register(sub):
+    p = sub.add_parser("plan", help="show what converging to a revision would do (changes nothing)",
+                       description="Validate REV, observe the engines read-only, and print the plan: waves, "
+                                   "steps per host and service, untouched services, migration phases, "
+                                   "estimated time and impact. Exit 0, 1 if REV is invalid, 2 on errors.")
+    _common(p)
+    p.set_defaults(func=run_plan)
+    p = sub.add_parser("apply", help="converge the cloud to a revision once",
+                       description="Validate REV (and the transition from the last applied revision), "
+                                   "converge with health-gated rolling replacement, record status. "
+                                   "Exit 0 converged, 1 rejected or failed, 2 usage or repository error.")
+    _common(p)
+    p.add_argument("--quiet", action="store_true", help="no per-step progress")
+    p.set_defaults(func=run_apply)
+    p = sub.add_parser("status", help="last applied revision, desired vs running, last error, history")
+    p.add_argument("--cloud", required=True)
+    p.add_argument("--state-dir", default=DEFAULT_STATE)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_status)
+
+
+def urls(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        kind, sep, url = pair.partition("=")
+        if not sep or kind not in ("podman", "docker"):
+            raise CommandError(f"--engine-url {pair!r}: expected podman=URL or docker=URL", 2)
+        out[kind] = url
+    return out
+
+
+def controller(args, progress=None) -> Controller:
+    try:
+        source = Source(args.repo)
+    except RepoError as err:
+        raise CommandError(str(err), 2) from None
+    return Controller(source, args.cloud, state_dir=args.state_dir, engine_urls=urls(args.engine_url),
+                      progress=progress)
+
+
+def run_plan(args) -> int:
+    ctl = controller(args)
+    try:
+        target = ctl.target(args.rev, base=Status.load(args.state_dir, args.cloud).last_applied_revision)
+    except RepoError as err:
+        raise CommandError(str(err), 2) from None
+    if not target.valid:
+        for f in target.findings:
+            if f.severity == "error":
+                print(f.render(), file=sys.stderr)
+        print(f"tidegate: {target.commit[:12]} is invalid: nothing would be applied", file=sys.stderr)
+        return 1
+    the_plan, unreachable = ctl.plan(target.desired)
+    if args.json:
+        print(json.dumps(dict(the_plan.as_dict(), unreachable=unreachable), indent=2))
+    else:
+        print(the_plan.render())
+    return 0
+
+
+def _progress(event: str, step, detail: str) -> None:
+    mark = {"start": "..", "done": "ok", "failed": "!!", "retry": "~~"}[event]
+    if event == "start":
+        return
+    print(f"  [{mark}] {step.service:<16} {step.describe()}{'  ' + detail if detail else ''}", flush=True)
+
+
+def run_apply(args) -> int:
+    ctl = controller(args, progress=None if args.quiet or args.json else _progress)
+    try:
+        status = ctl.reconcile(args.rev)
+    except RepoError as err:
+        raise CommandError(str(err), 2) from None
+    if args.json:
+        print(json.dumps(status.as_dict(), indent=2))
+    else:
+        print(status.render())
+    return 0 if status.condition() == "Ready" and status.last_applied_revision == status.last_attempted_revision else 1
+
+
+def run_status(args) -> int:
+    status = Status.load(args.state_dir, args.cloud)
+    if status.reason == "NeverApplied" and not Status.path(args.state_dir, args.cloud).exists():
+        raise CommandError(f"no status for cloud {args.cloud!r} in {args.state_dir} (never applied here?)", 2)
+    print(json.dumps(status.as_dict(), indent=2) if args.json else status.render())
+    return 0

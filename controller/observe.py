@@ -1,0 +1,40 @@
+"""Observe: what runs, from the engines' own answers (containers by label), never from a
+local cache that could lie. A host that does not answer is reported, not fatal."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from .desired import (LABEL_CLOUD, LABEL_COMMIT, LABEL_HASH, LABEL_MANAGED, LABEL_RELEASE,
+                      LABEL_REPLICA, LABEL_ROLE, LABEL_SERVICE, Container, Observed)
+from .engines.base import Engine, EngineError
+
+
+def observe(engines: dict[str, Engine], cloud: str) -> tuple[Observed, dict[str, str]]:
+    """(observed state, {host: error}) for every host, queried in parallel."""
+    selector = {LABEL_MANAGED: "tidegate", LABEL_CLOUD: cloud, LABEL_ROLE: "replica"}
+
+    def one(item):
+        host, engine = item
+        try:
+            return host, engine.list_containers(selector), None
+        except EngineError as err:
+            return host, [], str(err)
+
+    containers, errors = [], {}
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(engines)))) as pool:
+        for host, infos, error in pool.map(one, engines.items()):
+            if error is not None:
+                errors[host] = error
+                continue
+            for info in infos:
+                labels = info.labels
+                try:
+                    replica = int(labels.get(LABEL_REPLICA, ""))
+                except ValueError:
+                    continue        # labelled by hand, not by us: leave it alone
+                containers.append(Container(host, info.id, info.name, labels.get(LABEL_SERVICE, ""),
+                                            replica, labels.get(LABEL_HASH, ""),
+                                            labels.get(LABEL_RELEASE, ""), info.state,
+                                            labels.get(LABEL_COMMIT, "")))
+    return Observed(tuple(sorted(containers, key=lambda c: (c.service, c.replica, c.name))),
+                    frozenset(errors)), errors

@@ -1,0 +1,243 @@
+"""One reconcile: source → validate → observe → plan → execute → status.
+
+Level-triggered and idempotent: every call re-reads the commit and re-observes the
+engines, so a restart after a crash, a drift (a container removed by hand) and a new
+commit are all the same operation. An invalid commit is never applied: the last good
+commit stays the desired state. A commit whose rollout fails its health gate is not
+retried until a new commit arrives; the cloud is converged back to the last good commit.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from validators.check import check_state, check_transition
+from validators.findings import Finding
+from validators.load import RepoError, load_cloud
+
+from .desired import Desired, desired_state
+from .engines import Engine, connect
+from .execute import Executor, Outcome, Progress
+from .observe import observe
+from .plan import Plan, plan
+from .source import Source
+from .status import Status, now
+
+
+def default_engine_url(kind: str) -> str:
+    """The engine a host without `url` uses: $TIDEGATE_<KIND>_URL, else the local
+    engine `tidegate engine up` started, else the system socket."""
+    env = os.environ.get(f"TIDEGATE_{kind.upper()}_URL")
+    if env:
+        return env
+    try:
+        from .engines import local
+        url = local.default_url(kind)
+        if url:
+            return url
+    except (ImportError, AttributeError):
+        pass
+    return {"podman": "unix:///run/podman/podman.sock", "docker": "unix:///var/run/docker.sock"}[kind]
+
+
+def connect_hosts(cloud, urls: dict[str, str] | None = None) -> dict[str, Engine]:
+    """One engine client per host of the cloud (lazy: nothing is contacted here)."""
+    urls = urls or {}
+    return {name: connect(h.engine, h.url or urls.get(h.engine) or default_engine_url(h.engine), name)
+            for name, h in cloud.hosts.items()}
+
+
+@dataclass
+class Target:
+    """A validated revision: what the controller would converge to."""
+    commit: str
+    desired: Desired | None
+    findings: list[Finding]
+
+    @property
+    def valid(self) -> bool:
+        return self.desired is not None and not any(f.severity == "error" for f in self.findings)
+
+
+class Controller:
+    def __init__(self, source: Source, cloud: str, *, state_dir: str | os.PathLike,
+                 engines: dict[str, Engine] | None = None, engine_urls: dict[str, str] | None = None,
+                 progress: Progress | None = None, cancel: threading.Event | None = None,
+                 verify_commit=None):
+        self.source = source
+        self.cloud = cloud
+        self.state_dir = Path(state_dir)
+        self._engines = engines
+        self.engine_urls = engine_urls or {}
+        self.progress = progress
+        self.cancel = cancel or threading.Event()
+        self.verify_commit = verify_commit        # callable(commit) -> error message or None
+
+    # -- validation ------------------------------------------------------------
+    def target(self, rev: str, *, base: str | None = None) -> Target:
+        commit = self.source.commit(rev)
+        cid = str(commit.id)
+        if self.verify_commit is not None:
+            problem = self.verify_commit(commit)
+            if problem:
+                return Target(cid, None, [Finding("", None, None, "error", "source.unsigned", problem,
+                                                  "sign the commit with a trusted key (git commit -S)")])
+        tree = self.source.tree(cid)
+        loaded = load_cloud(tree, self.cloud)
+        findings = check_state(loaded)
+        if base and base != cid and loaded.cloud is not None and not any(f.severity == "error" for f in findings):
+            try:
+                base_loaded = load_cloud(self.source.tree(base), self.cloud)
+            except RepoError:
+                base_loaded = None
+            if base_loaded is not None and base_loaded.cloud is not None:
+                down = [s for s, svc in loaded.cloud.services.items()
+                        if s in base_loaded.cloud.services and svc.release < base_loaded.cloud.services[s].release]
+                history = self.source.prior_states(self.cloud, base, down) if down else {}
+                findings += check_transition(base_loaded, loaded, history)
+        if loaded.cloud is None or any(f.severity == "error" for f in findings):
+            return Target(cid, None, findings)
+        return Target(cid, desired_state(loaded.cloud, tree, cid), findings)
+
+    # -- engines -----------------------------------------------------------------
+    def engines(self, desired: Desired) -> dict[str, Engine]:
+        if self._engines is None:
+            self._engines = connect_hosts(desired.cloud, self.engine_urls)
+        return self._engines
+
+    def config_root(self) -> str:
+        return str(self.state_dir / self.cloud / "config")
+
+    # -- plan and apply ------------------------------------------------------------
+    def plan(self, desired: Desired, status: Status | None = None) -> tuple[Plan, dict[str, str]]:
+        """Observe (read-only) and plan. Changes nothing."""
+        status = status or Status.load(self.state_dir, self.cloud)
+        observed, unreachable = observe(self.engines(desired), self.cloud)
+        return plan(desired, observed, pending_contract=status.pending_contract), unreachable
+
+    def reconcile(self, rev: str = "HEAD", *, drift_check: bool = False) -> Status:
+        """Converge the cloud to `rev` (or keep it at the last good revision)."""
+        status = Status.load(self.state_dir, self.cloud)
+        target = self.target(rev, base=status.last_applied_revision)
+        new_commit = target.commit != status.last_attempted_revision
+        if new_commit:
+            status.last_attempted_revision, status.last_attempted_at = target.commit, now()
+            status.failure, status.findings = {}, []
+
+        if not target.valid:
+            status.findings = [f.as_dict() for f in target.findings if f.severity == "error"]
+            status.stalled, status.reason = True, "ValidationFailed"
+            status.message = f"{target.commit[:12]} is not applied: {len(status.findings)} error(s); keeping {(status.last_applied_revision or 'nothing')[:12]}"
+            if new_commit:
+                status.errors_total += 1
+                status.record(target.commit, "rejected", None, status.findings[0]["message"] if status.findings else "invalid")
+            desired = self._last_good(status)
+        elif target.commit == status.failed_revision:
+            desired = self._last_good(status)        # already failed its rollout: do not retry
+        else:
+            desired = target.desired
+
+        if desired is None:                          # nothing good to converge to yet
+            status.save(self.state_dir)
+            return status
+
+        outcome, the_plan = self._converge(desired, status)
+        if outcome.ok:
+            if the_plan is not None and not the_plan.empty and drift_check and desired.commit == status.last_applied_revision:
+                status.drift_repairs += 1
+            if desired.commit == target.commit:
+                self._applied(status, desired, the_plan, outcome)
+            return self._finish(status, desired)
+
+        # A failed rollout: report it, and go back to the last good state.
+        status.errors_total += 1
+        step = outcome.failed_step.describe() if outcome.failed_step else ""
+        status.failure = {"revision": desired.commit, "step": step, "error": outcome.error, "logs": outcome.logs}
+        if outcome.interrupted:
+            status.reconciling, status.reason, status.message = True, "Interrupted", outcome.summary()
+        elif outcome.temporary:
+            status.reconciling, status.stalled = True, False
+            status.reason, status.message = "EngineUnavailable", outcome.summary()
+        else:
+            status.stalled, status.reason, status.message = True, "RolloutFailed", outcome.summary()
+            if desired.commit == target.commit and target.commit != status.last_applied_revision:
+                status.failed_revision = target.commit
+                status.record(target.commit, "failed", outcome.seconds, outcome.summary())
+                good = self._last_good(status)
+                if good is not None:
+                    back, _ = self._converge(good, status)
+                    status.message += f"; converged back to {good.commit[:12]}" if back.ok else "; restoring the last good state failed too"
+        status.save(self.state_dir)
+        return status
+
+    def _converge(self, desired: Desired, status: Status) -> tuple[Outcome, Plan | None]:
+        the_plan, unreachable = self.plan(desired, status)
+        status.unreachable = unreachable
+        if the_plan.empty:
+            self._observe_into(status, desired)
+            return Outcome(ok=not unreachable, temporary=bool(unreachable),
+                           error="; ".join(f"{h}: {e}" for h, e in unreachable.items())), the_plan
+        status.reconciling, status.reason = True, "Progressing"
+        status.message = f"converging to {desired.commit[:12]}"
+        status.save(self.state_dir)
+        executor = Executor(self.engines(desired), desired, config_root=self.config_root(),
+                            progress=self.progress, cancel=self.cancel)
+        outcome = executor.run(the_plan)
+        for svc, h in outcome.expanded.items():
+            status.pending_contract[svc] = h
+        for svc in outcome.contracted:
+            status.pending_contract.pop(svc, None)
+            status.contracted[svc] = {"hash": desired.services[svc].hash, "revision": desired.commit, "at": now()}
+        status.last_duration = outcome.seconds
+        self._observe_into(status, desired)
+        if outcome.ok and unreachable:
+            outcome.ok, outcome.temporary = False, True
+            outcome.error = "; ".join(f"host {h}: {e}" for h, e in unreachable.items())
+        return outcome, the_plan
+
+    def _applied(self, status: Status, desired: Desired, the_plan: Plan | None, outcome: Outcome) -> None:
+        first = status.last_applied_revision != desired.commit
+        status.last_applied_revision, status.last_applied_at = desired.commit, now()
+        status.failed_revision = None
+        if first:
+            status.record(desired.commit, "applied", outcome.seconds, outcome.summary())
+            record = {"result": "applied", "at": status.last_applied_at,
+                      "hosts": sorted(self._engines or {}),
+                      "services": sorted({sp.service for w in (the_plan.waves if the_plan else ()) for sp in w}),
+                      "contract": sorted(s for s, c in status.contracted.items() if c.get("revision") == desired.commit)}
+            try:
+                self.source.add_note(desired.commit, self.cloud, record)
+            except Exception as err:  # noqa: BLE001 — a read-only repo must not stop convergence
+                status.message = f"could not write git note: {err}"
+
+    def _finish(self, status: Status, desired: Desired) -> Status:
+        status.ready, status.reconciling = True, False
+        if status.failed_revision is None and not status.findings:
+            status.stalled = False
+            status.reason, status.message = "Applied", f"running {desired.commit[:12]}"
+        status.save(self.state_dir)
+        return status
+
+    def _last_good(self, status: Status) -> Desired | None:
+        if not status.last_applied_revision:
+            return None
+        target = self.target(status.last_applied_revision)
+        return target.desired
+
+    def _observe_into(self, status: Status, desired: Desired) -> None:
+        observed, unreachable = observe(self.engines(desired), self.cloud)
+        services = {}
+        for name, ds in desired.services.items():
+            found = observed.of(name)
+            services[name] = {
+                "release": str(ds.service.release), "image": ds.service.image, "replicas": ds.service.replicas,
+                "hash": ds.hash,
+                "running": [{"host": c.host, "name": c.name, "state": c.state, "release": c.release,
+                             "current": c.hash == ds.hash} for c in found],
+                "stale": sum(1 for c in found if c.hash != ds.hash),
+            }
+        status.services = services
+        status.unreachable = dict(unreachable)
