@@ -6,8 +6,6 @@ import os
 import sys
 
 from controller.errors import CommandError
-from controller.reconcile import Controller
-from controller.source import Source
 from controller.status import Status
 from validators.load import RepoError
 
@@ -56,7 +54,10 @@ def urls(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def controller(args, progress=None) -> Controller:
+def controller(args, progress=None):
+    # imported here: `tidegate check` must not pay for (or depend on) the engine stack
+    from controller.reconcile import Controller
+    from controller.source import Source
     try:
         source = Source(args.repo)
     except RepoError as err:
