@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Controller figures (issue #4).
+
+1. plan time for a 1,000-service / 100-host cloud (pure planner; goal < 0.5 s), for a
+   converged cloud (nothing to do) and for an upgrade of 10 services;
+2. commit → first action latency with no webhook (goal < 2 s), see bench/controller_latency
+   section below (needs the service loop);
+3. a one-service rolling upgrade's wall time vs raw engine commands (needs an engine).
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from controller.desired import Container, Observed, desired_state  # noqa: E402
+from controller.plan import plan  # noqa: E402
+from validators.load import load_cloud  # noqa: E402
+from validators.tree import MemoryTree  # noqa: E402
+
+HOSTS, SERVICES = 100, 1000
+
+
+def cloud_files(upgraded: set[int]) -> dict:
+    files = {"clouds/big/cloud.yaml": yaml.safe_dump(
+        {"name": "big", "hosts": {f"h{h}": {"engine": "podman"} for h in range(HOSTS)}})}
+    for i in range(SERVICES):
+        release = "2025.2" if i in upgraded else "2025.1"
+        files[f"clouds/big/services/svc{i}.yaml"] = yaml.safe_dump({
+            "project": f"p{i % 25}", "release": release, "image": f"img/svc{i}:{release}", "replicas": 3,
+            "hosts": [f"h{(i + k) % HOSTS}" for k in range(3)],
+            "depends_on": [f"svc{j}" for j in (i - 1,) if j >= 0 and j // 40 == i // 40],
+            "health": {"type": "http", "port": 8080},
+            "upgrade": {"jobs": {"expand": [{"command": ["m", "expand"]}], "contract": [{"command": ["m", "contract"]}]}}})
+    return files
+
+
+def desired(upgraded=frozenset()):
+    loaded = load_cloud(MemoryTree(cloud_files(set(upgraded))), "big")
+    return desired_state(loaded.cloud, loaded.tree, "head")
+
+
+def observed_for(des) -> Observed:
+    out = []
+    for name, ds in des.services.items():
+        for r, host in enumerate(ds.service.placement):
+            out.append(Container(host, f"{name}-{r}", f"big-{name}-{r}-{ds.hash[:8]}", name, r, ds.hash,
+                                 str(ds.service.release), "running"))
+    return Observed(tuple(out))
+
+
+def timed(fn, runs=7):
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+def main() -> int:
+    base = desired()
+    observed = observed_for(base)
+    head = desired(upgraded={i for i in range(0, SERVICES, 100)})
+    t_noop, p_noop = timed(lambda: plan(base, observed))
+    t_up, p_up = timed(lambda: plan(head, observed))
+    print(f"plan, converged cloud ({SERVICES} services, {HOSTS} hosts, {len(observed.containers)} containers): "
+          f"{t_noop * 1000:.0f} ms, {len(p_noop.steps)} steps")
+    print(f"plan, 10 services upgraded: {t_up * 1000:.0f} ms, {len(p_up.steps)} steps in {len(p_up.waves)} wave(s)")
+    print(f"goal < 500 ms: {'met' if max(t_noop, t_up) < 0.5 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
