@@ -16,8 +16,9 @@ from .desired import (LABEL_CLOUD, LABEL_COMMIT, LABEL_HASH, LABEL_MANAGED, LABE
                       container_name, job_name, volume_name)
 from .engines.base import BindMount, ContainerSpec, PortMapping, VolumeMount
 
-# The host's own hard limits cap what a container may ask for; engines refuse more.
-DEFAULT_ULIMITS = {"nofile": (10000, 10000)}
+# The host's own hard limits cap what a container may ask for (runc refuses more), and
+# podman drops its configured defaults for every limit once one is given: set both.
+DEFAULT_ULIMITS = {"nofile": (10000, 10000), "nproc": (5000, 5000)}
 
 
 def labels(desired: Desired, ds: DesiredService, role: str, replica: int | None = None) -> dict[str, str]:

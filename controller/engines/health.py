@@ -1,0 +1,104 @@
+"""Health checks run by tidegate itself — identical on every engine (podman 4.3 without
+systemd never updates a container's health status).
+
+http and tcp checks connect to the container's address on the cloud network (reachable
+from the controller's machine for a local engine), or, when it has none, to a published
+port on the host's address. exec checks run a command in the container.
+"""
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from .base import ContainerInfo, Engine, EngineError
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    ok: bool
+    reason: str = ""
+    attempts: int = 0
+    seconds: float = 0.0
+
+
+def _target(info: ContainerInfo, port: int, network: str | None, host_address: str) -> tuple[str, int] | None:
+    ip = info.ip(network) if network else info.ip()
+    if ip:
+        return ip, port
+    published = info.ports.get(f"{port}/tcp")
+    if published:
+        return host_address, published
+    return None
+
+
+def check_once(engine: Engine, info: ContainerInfo, check, *, network: str | None = None,
+               host_address: str = "127.0.0.1") -> tuple[bool, str]:
+    """One probe: (healthy, reason)."""
+    if check.type == "exec":
+        try:
+            result = engine.exec(info.id, list(check.command), timeout=check.timeout)
+        except EngineError as err:
+            return False, str(err)
+        return result.exit_code == 0, f"exit {result.exit_code}: {result.output.strip()[-200:]}"
+    target = _target(info, check.port, network, host_address)
+    if target is None:
+        return False, f"no address for port {check.port} (not on network {network}, not published)"
+    address, port = target
+    if check.type == "tcp":
+        try:
+            with socket.create_connection((address, port), timeout=check.timeout):
+                return True, f"tcp {address}:{port} open"
+        except OSError as err:
+            return False, f"tcp {address}:{port}: {err.strerror or err}"
+    conn = http.client.HTTPConnection(address, port, timeout=check.timeout)
+    try:
+        conn.request("GET", check.path or "/", headers={"User-Agent": "tidegate-health"})
+        response = conn.getresponse()
+        body = response.read(65536).decode(errors="replace")
+    except (OSError, http.client.HTTPException) as err:
+        return False, f"GET http://{address}:{port}{check.path}: {getattr(err, 'strerror', None) or err}"
+    finally:
+        conn.close()
+    accepted = check.status or tuple(range(200, 400))
+    if response.status not in accepted:
+        return False, f"GET {check.path} answered {response.status}"
+    if check.body and check.body not in body:
+        return False, f"GET {check.path} body lacks {check.body!r}"
+    return True, f"GET {check.path} answered {response.status}"
+
+
+def wait_healthy(engine: Engine, info: ContainerInfo, check, *, network: str | None = None,
+                 host_address: str = "127.0.0.1", cancel: threading.Event | None = None) -> HealthResult:
+    """Probe every `interval` until one probe passes. Failures during `start_period` do
+    not count; after it, `retries` consecutive failures mean unhealthy. A container
+    that exits is unhealthy at once. No check at all: healthy once running."""
+    cancel = cancel or threading.Event()
+    start = time.monotonic()
+    attempts = 0
+    if check is None:
+        current = engine.inspect(info.id)
+        ok = current is not None and current.running
+        return HealthResult(ok, "running (no health check)" if ok else "not running", 0, 0.0)
+    failures = 0
+    reason = ""
+    while True:
+        current = engine.inspect(info.id)
+        if current is None:
+            return HealthResult(False, "container disappeared", attempts, time.monotonic() - start)
+        if current.state in ("exited", "dead", "stopped"):
+            return HealthResult(False, f"container exited with code {current.exit_code}", attempts,
+                                time.monotonic() - start)
+        attempts += 1
+        ok, reason = check_once(engine, current, check, network=network, host_address=host_address)
+        elapsed = time.monotonic() - start
+        if ok:
+            return HealthResult(True, reason, attempts, elapsed)
+        if elapsed >= check.start_period:
+            failures += 1
+            if failures >= check.retries:
+                return HealthResult(False, f"{reason} ({failures} consecutive failures)", attempts, elapsed)
+        if cancel.wait(check.interval):
+            return HealthResult(False, "cancelled", attempts, time.monotonic() - start)

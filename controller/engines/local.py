@@ -1,0 +1,274 @@
+"""Private local engine instances for the demo and the tests, on a machine where none
+runs (or beside one that does, without touching it).
+
+- podman: `podman system service` on its own socket, with its own storage root, run
+  root, network config dir, and a project-local containers.conf (runc: crun fails on
+  hybrid cgroups; ulimits within the host's; its own subnet pool) passed as
+  CONTAINERS_CONF — /etc is never edited.
+- docker: `dockerd` with its own socket, data-root, exec-root, pidfile and address pool,
+  no default bridge and no iptables rules (several daemons coexist; published ports go
+  through docker-proxy).
+
+Quirk: podman 4.3's netavark keeps aardvark-dns state in the machine-global
+/run/containers/networks, so two podman instances must not use the same network name
+(tests and gates use unique names).
+
+Each instance leases a /16 from a small file-based pool so that instances (xdist
+workers, a demo, a gate) never route the same subnet. Its PID and URL are recorded in
+<dir>/engine.json; `stop_engine` stops that PID and nothing else.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+POOL_DIR = Path(os.environ.get("TIDEGATE_NETPOOL", "/tmp/tidegate-netpool"))
+POOL_SIZE = 150                  # 10.100.0.0/16 … 10.249.0.0/16
+SYSTEM_SOCKETS = {"podman": "/run/podman/podman.sock", "docker": "/var/run/docker.sock"}
+START_TIMEOUT = 60.0
+
+
+class LocalEngineError(Exception):
+    pass
+
+
+@dataclass
+class LocalEngine:
+    kind: str
+    dir: str
+    url: str
+    pid: int
+    pool_index: int
+    started_at: float
+    start_seconds: float = 0.0
+
+    @property
+    def containers_conf(self) -> str | None:
+        return str(Path(self.dir) / "containers.conf") if self.kind == "podman" else None
+
+    def env(self) -> dict[str, str]:
+        """What a shell needs to use this engine's CLI."""
+        if self.kind == "podman":
+            return {"CONTAINERS_CONF": self.containers_conf, "CONTAINER_HOST": self.url}
+        return {"DOCKER_HOST": self.url}
+
+
+# -- the subnet pool -------------------------------------------------------------
+
+def _lease(owner: str) -> int:
+    POOL_DIR.mkdir(parents=True, exist_ok=True)
+    for i in range(POOL_SIZE):
+        path = POOL_DIR / str(i)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            # reclaim a lease whose owner died without releasing it
+            try:
+                data = json.loads(path.read_text() or "{}")
+            except (OSError, ValueError):
+                continue
+            if data.get("pid") and not _alive(data["pid"]) and time.time() - data.get("at", 0) > 30:
+                path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"owner": owner, "pid": os.getpid(), "at": time.time()}, f)
+        return i
+    raise LocalEngineError(f"no free subnet in {POOL_DIR} ({POOL_SIZE} engines running?)")
+
+
+def _claim(index: int, pid: int, owner: str) -> None:
+    (POOL_DIR / str(index)).write_text(json.dumps({"owner": owner, "pid": pid, "at": time.time()}))
+
+
+def _release(index: int) -> None:
+    (POOL_DIR / str(index)).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:   # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+# -- start / stop ------------------------------------------------------------------
+
+def _host_limit(resource, fallback: int) -> int:
+    import resource as r
+    soft, hard = r.getrlimit(resource)
+    hard = fallback if hard == r.RLIM_INFINITY else hard
+    return min(hard, fallback)
+
+
+def write_containers_conf(path: Path, index: int) -> None:
+    import resource
+    nofile = _host_limit(resource.RLIMIT_NOFILE, 10000)
+    nproc = _host_limit(resource.RLIMIT_NPROC, 5000)
+    path.write_text(f"""# Written by tidegate for a private podman instance; used via CONTAINERS_CONF.
+[containers]
+default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
+
+[network]
+default_subnet_pools = [{{"base" = "10.{100 + index}.0.0/16", "size" = 24}}]
+default_subnet = "10.{100 + index}.255.0/24"
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+""")
+
+
+def _ping(sock: str, path: str) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(sock)
+            s.sendall(f"GET {path} HTTP/1.0\r\nHost: d\r\n\r\n".encode())
+            return b" 200 " in s.recv(64)
+    except OSError:
+        return False
+
+
+def podman_args(d: Path) -> list[str]:
+    return ["podman", "--root", str(d / "root"), "--runroot", str(d / "run"), "--tmpdir", str(d / "tmp"),
+            "--network-config-dir", str(d / "net"), "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+
+
+def start_engine(kind: str, directory: str | os.PathLike) -> LocalEngine:
+    """Start a private engine in `directory` (created), wait until it answers."""
+    d = Path(directory).resolve()
+    existing = running(d)
+    if existing is not None:
+        return existing
+    d.mkdir(parents=True, exist_ok=True)
+    index = _lease(str(d))
+    sock = d / f"{kind}.sock"
+    sock.unlink(missing_ok=True)
+    log = open(d / "engine.log", "ab")
+    env = dict(os.environ)
+    if kind == "podman":
+        conf = d / "containers.conf"
+        write_containers_conf(conf, index)
+        for sub in ("root", "run", "tmp", "net"):
+            (d / sub).mkdir(exist_ok=True)
+        env["CONTAINERS_CONF"] = str(conf)
+        env.pop("CONTAINER_HOST", None)
+        argv = podman_args(d) + ["system", "service", "--time=0", f"unix://{sock}"]
+        ping_path = "/v4.0.0/libpod/_ping"
+    elif kind == "docker":
+        argv = ["dockerd", "-H", f"unix://{sock}", "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
+                "--pidfile", str(d / "docker.pid"), "--bridge", "none", "--iptables=false", "--ip6tables=false",
+                "--default-address-pool", f"base=10.{100 + index}.0.0/16,size=24"]
+        ping_path = "/_ping"
+    else:
+        _release(index)
+        raise LocalEngineError(f"unknown engine kind {kind!r}")
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+    except FileNotFoundError:
+        _release(index)
+        raise LocalEngineError(f"{argv[0]} is not installed (make setup installs it)") from None
+    _claim(index, proc.pid, str(d))
+    while not _ping(str(sock), ping_path):
+        if proc.poll() is not None:
+            _release(index)
+            tail = (d / "engine.log").read_text(errors="replace").splitlines()[-5:]
+            raise LocalEngineError(f"{kind} exited with {proc.returncode} while starting: {' | '.join(tail)}")
+        if time.monotonic() - t0 > START_TIMEOUT:
+            _kill(proc.pid)
+            _release(index)
+            raise LocalEngineError(f"{kind} did not answer on {sock} within {START_TIMEOUT:.0f}s")
+        time.sleep(0.05)
+    record = LocalEngine(kind, str(d), f"unix://{sock}", proc.pid, index, time.time(), time.monotonic() - t0)
+    (d / "engine.json").write_text(json.dumps(asdict(record), indent=2))
+    return record
+
+
+def running(directory: str | os.PathLike) -> LocalEngine | None:
+    """The engine recorded in `directory`, if its process still runs."""
+    path = Path(directory) / "engine.json"
+    try:
+        record = LocalEngine(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return record if _alive(record.pid) else None
+
+
+def _kill(pid: int, timeout: float = 20.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            break
+        time.sleep(0.05)
+    else:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.waitpid(pid, os.WNOHANG)     # reap it when it is our child
+    except ChildProcessError:
+        pass
+
+
+def stop_engine(record: LocalEngine, *, purge: bool = False) -> None:
+    """Stop the engine by its PID. With purge (tests), first remove every container of
+    this instance: podman's containers live on under conmon after the API service stops."""
+    if purge and record.kind == "podman" and _alive(record.pid):
+        env = dict(os.environ, CONTAINERS_CONF=record.containers_conf)
+        env.pop("CONTAINER_HOST", None)
+        subprocess.run(podman_args(Path(record.dir)) + ["rm", "-a", "-f", "-t", "0"], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    _kill(record.pid)
+    if purge and record.kind == "podman":
+        # exec sessions leave a conmon behind for --exit-delay (300 s): end them too
+        marker = f"{record.dir}/root/overlay-containers"
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith("/usr/bin/conmon") and marker in cmdline:
+                try:
+                    os.kill(int(proc.name), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+    _release(record.pool_index)
+    Path(record.dir, "engine.json").unlink(missing_ok=True)
+
+
+# -- what hosts without a url use ----------------------------------------------------
+
+def engines_home() -> Path:
+    return Path(os.environ.get("TIDEGATE_ENGINE_DIR", ".tidegate/engines"))
+
+
+def default_url(kind: str) -> str | None:
+    """A private engine started by `tidegate engine up` here, else the system socket."""
+    record = running(engines_home() / kind)
+    if record is not None:
+        return record.url
+    system = SYSTEM_SOCKETS.get(kind)
+    if system and os.path.exists(system):
+        return f"unix://{system}"
+    return None

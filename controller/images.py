@@ -1,0 +1,267 @@
+"""Images without a registry: Debian packages → rootfs (mmdebstrap) → image, on any engine.
+
+A recipe is `clouds/<cloud>/images/<name>.yaml`:
+
+    name: localhost/tidegate/keystone:2025.1     # the image reference services use
+    suite: trixie                                 # bookworm | trixie | forky
+    packages: [keystone, python3-pymysql, uwsgi, uwsgi-plugin-python3]
+    files: {/usr/local/bin/entry.sh: entry.sh}    # destination: source (relative to images/)
+    run: ["mkdir -p /var/lib/keystone"]           # shell commands run in the rootfs (chroot)
+    env: {LANG: C.UTF-8}
+    workdir: /
+    user: keystone
+    command: [uwsgi, --http-socket, ":5000", ...]
+
+or a build context `clouds/<cloud>/images/<name>/Containerfile` whose FROM names another
+recipe's image.
+
+Everything happens offline: mmdebstrap installs the packages from the Debian mirror this
+machine already uses, files are copied in and `run` commands run in a chroot, so no
+container is needed to build. The rootfs is imported, and a metadata-only Containerfile
+(ENV, WORKDIR, USER, CMD, LABEL — no RUN) gives the image its command on both engines.
+The image carries `tidegate.recipe-hash`; a build whose hash matches is skipped, and the
+rootfs tarball is cached on disk by the same hash.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .engines.base import Engine, EngineError, ImageInfo
+
+BUILDER_VERSION = "1"          # bump to rebuild every image
+LABEL_RECIPE = "tidegate.recipe-hash"
+# Per-suite mmdebstrap options: facts about the mirrors we meet.
+SUITES = {
+    "bookworm": {"aptopts": []},
+    "trixie": {"aptopts": []},
+    # forky's Release file is past its Valid-Until on the mirror; there is no forky-security.
+    "forky": {"aptopts": ['Acquire::Check-Valid-Until "false"']},
+}
+Log = Callable[[str], None]
+
+
+class BuildError(Exception):
+    """A recipe could not be built; the message is one line, `log` the tail."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("TIDEGATE_CACHE", "/var/tmp/tidegate-cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (or $TIDEGATE_DEBIAN_MIRROR)."""
+    env = os.environ.get("TIDEGATE_DEBIAN_MIRROR")
+    if env:
+        return env
+    candidates = []
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        candidates += re.findall(r"^URIs:\s*(\S+)", text, re.M)
+        candidates += re.findall(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+", text, re.M)
+    for uri in candidates:
+        if "security" not in uri and "debian" in uri:
+            return uri.rstrip("/")
+    raise BuildError("no Debian mirror found in /etc/apt sources; set TIDEGATE_DEBIAN_MIRROR")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str                       # recipe name (file stem)
+    image: str                      # image reference
+    folder: str                     # the images/ folder (sources of files)
+    suite: str | None = None
+    packages: tuple[str, ...] = ()
+    files: tuple[tuple[str, str], ...] = ()     # (destination, source path)
+    run: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    containerfile: str | None = None            # a Containerfile context instead
+    data: dict = field(default_factory=dict, compare=False)
+
+    def rootfs_hash(self) -> str:
+        """What the rootfs tarball depends on."""
+        h = hashlib.sha256(json.dumps([BUILDER_VERSION, self.suite, sorted(self.packages), list(self.run),
+                                       SUITES.get(self.suite or "", {}), debian_mirror()]).encode())
+        for dest, src in self.files:
+            h.update(f"\0{dest}\0".encode())
+            h.update(Path(self.folder, src).read_bytes())
+        return h.hexdigest()[:16]
+
+    def hash(self) -> str:
+        """What the image depends on (rootfs and metadata, or the whole context)."""
+        h = hashlib.sha256(BUILDER_VERSION.encode())
+        if self.containerfile:
+            ctx = Path(self.containerfile).parent
+            for p in sorted(ctx.rglob("*")):
+                if p.is_file():
+                    h.update(str(p.relative_to(ctx)).encode() + b"\0" + p.read_bytes())
+        else:
+            h.update(self.rootfs_hash().encode())
+            h.update(json.dumps([self.image, list(self.env), self.workdir, self.user, self.command,
+                                 self.entrypoint]).encode())
+        return h.hexdigest()[:16]
+
+
+def load_recipe(images_dir: str | os.PathLike, name: str) -> Recipe:
+    folder = Path(images_dir)
+    context = folder / name / "Containerfile"
+    path = folder / f"{name}.yaml"
+    if context.is_file() and not path.exists():
+        first = context.read_text().split("\n", 1)[0]
+        image = re.search(r"#\s*image:\s*(\S+)", first)
+        return Recipe(name, image.group(1) if image else f"localhost/tidegate/{name}:latest", str(folder),
+                      containerfile=str(context))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise BuildError(f"no image recipe {name!r} in {folder} (images/{name}.yaml or images/{name}/Containerfile)") from None
+    except yaml.YAMLError as err:
+        raise BuildError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(data, dict) or "name" not in data or "suite" not in data:
+        raise BuildError(f"{path}: a recipe needs at least `name` (image reference) and `suite`")
+    if data["suite"] not in SUITES:
+        raise BuildError(f"{path}: suite {data['suite']!r} is not one of {', '.join(SUITES)}")
+
+    def argv(value):
+        if value is None:
+            return None
+        return ("/bin/sh", "-c", value) if isinstance(value, str) else tuple(str(v) for v in value)
+    return Recipe(
+        name=name, image=str(data["name"]), folder=str(folder), suite=data["suite"],
+        packages=tuple(data.get("packages") or ()),
+        files=tuple(sorted((str(k), str(v)) for k, v in (data.get("files") or {}).items())),
+        run=tuple(data.get("run") or ()),
+        env=tuple(sorted((str(k), str(v)) for k, v in (data.get("env") or {}).items())),
+        workdir=data.get("workdir"), user=data.get("user"),
+        command=argv(data.get("command")), entrypoint=argv(data.get("entrypoint")), data=data)
+
+
+def list_recipes(images_dir: str | os.PathLike) -> list[str]:
+    folder = Path(images_dir)
+    if not folder.is_dir():
+        return []
+    names = {p.stem for p in folder.glob("*.yaml")}
+    names |= {p.parent.name for p in folder.glob("*/Containerfile")}
+    return sorted(names)
+
+
+@contextmanager
+def _locked(path: Path):
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build_rootfs(recipe: Recipe, log: Log) -> Path:
+    """The recipe's rootfs tarball, from the cache or made by mmdebstrap."""
+    key = recipe.rootfs_hash()
+    out = cache_dir() / f"rootfs-{recipe.suite}-{key}.tar"
+    with _locked(cache_dir() / f"rootfs-{key}.lock"):
+        if out.exists():
+            log(f"rootfs {out.name}: cached")
+            return out
+        argv = ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar", "--quiet",
+                "--include=" + ",".join(recipe.packages) if recipe.packages else "--include=ca-certificates"]
+        argv.append("--dpkgopt=path-exclude=/usr/share/{doc,man,locale}/*")
+        for opt in SUITES[recipe.suite]["aptopts"]:
+            argv.append(f"--aptopt={opt}")
+        for dest, src in recipe.files:
+            source = Path(recipe.folder, src).resolve()
+            argv.append(f"--customize-hook=mkdir -p \"$1\"{shlex.quote(os.path.dirname(dest))}")
+            argv.append(f"--customize-hook=copy-in {shlex.quote(str(source))} {shlex.quote(os.path.dirname(dest) or '/')}")
+            if os.path.basename(dest) != source.name:
+                argv.append(f"--customize-hook=mv \"$1\"{shlex.quote(os.path.dirname(dest).rstrip('/') + '/' + source.name)} \"$1\"{shlex.quote(dest)}")
+        for command in recipe.run:
+            argv.append(f"--customize-hook=chroot \"$1\" /bin/sh -ec {shlex.quote(command)}")
+        # leave no apt lists behind: smaller images, same content
+        argv.append("--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*.bin")
+        tmp = out.with_suffix(".tmp.tar")
+        argv += [recipe.suite, str(tmp), debian_mirror()]
+        log(f"rootfs: mmdebstrap {recipe.suite} with {len(recipe.packages)} package(s)…")
+        t0 = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+            raise BuildError(f"mmdebstrap {recipe.suite} failed (exit {proc.returncode}) for recipe {recipe.name}", tail)
+        os.replace(tmp, out)
+        log(f"rootfs {out.name}: {out.stat().st_size / 1e6:.0f} MB in {time.monotonic() - t0:.0f}s")
+        return out
+
+
+def _metadata_containerfile(recipe: Recipe, base: str, recipe_hash: str) -> str:
+    lines = [f"FROM {base}"]
+    for k, v in recipe.env:
+        lines.append(f"ENV {k}={json.dumps(v)}")
+    if recipe.workdir:
+        lines.append(f"WORKDIR {recipe.workdir}")
+    if recipe.user:
+        lines.append(f"USER {recipe.user}")
+    if recipe.entrypoint:
+        lines.append(f"ENTRYPOINT {json.dumps(list(recipe.entrypoint))}")
+    if recipe.command:
+        lines.append(f"CMD {json.dumps(list(recipe.command))}")
+    lines.append(f"LABEL {LABEL_RECIPE}={recipe_hash} tidegate.recipe={json.dumps(recipe.name)}")
+    return "\n".join(lines) + "\n"
+
+
+def build(engine: Engine, recipe: Recipe, *, log: Log | None = None, force: bool = False) -> tuple[ImageInfo, bool]:
+    """Build `recipe` on `engine` unless an image with its hash is there.
+    Returns (image, built: False when it was cached)."""
+    log = log or (lambda line: None)
+    recipe_hash = recipe.hash()
+    current = engine.image(recipe.image)
+    if current is not None and current.labels.get(LABEL_RECIPE) == recipe_hash and not force:
+        log(f"{recipe.image}: up to date ({recipe_hash})")
+        return current, False
+    lines: list[str] = []
+
+    def keep(line: str) -> None:
+        lines.append(line)
+        log(line)
+    try:
+        if recipe.containerfile:
+            ctx = Path(recipe.containerfile).parent
+            info = engine.build(str(ctx), recipe.image, containerfile="Containerfile",
+                                labels={LABEL_RECIPE: recipe_hash, "tidegate.recipe": recipe.name}, log=keep)
+            return info, True
+        tar = build_rootfs(recipe, keep)
+        base = f"localhost/tidegate-rootfs:{tar.stem.split('-')[-1]}"
+        if engine.image(base) is None:
+            keep(f"importing {tar.name} as {base}")
+            engine.import_rootfs(str(tar), base)
+        with tempfile.TemporaryDirectory(prefix="tidegate-build-") as ctx:
+            Path(ctx, "Containerfile").write_text(_metadata_containerfile(recipe, base, recipe_hash))
+            info = engine.build(ctx, recipe.image, containerfile="Containerfile", log=keep)
+        return info, True
+    except EngineError as err:
+        raise BuildError(f"building {recipe.image} on host {engine.host}: {err.message}", "\n".join(lines[-25:])) from None
