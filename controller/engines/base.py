@@ -13,6 +13,7 @@ bad spec).
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -186,7 +187,8 @@ class Engine(abc.ABC):
         named volumes. Removing a missing container is not an error."""
 
     @abc.abstractmethod
-    def logs(self, name_or_id: str, tail: int = 50) -> str: ...
+    def logs(self, name_or_id: str, tail: int | None = 50) -> str:
+        """The last `tail` lines of stdout and stderr (None: all of it)."""
 
     @abc.abstractmethod
     def exec(self, name_or_id: str, command: Sequence[str], *,
@@ -212,7 +214,15 @@ class Engine(abc.ABC):
             except EngineError:
                 self.stop(info.id, grace=0)
                 raise
-            return ExecResult(code, self.logs(info.id, tail=10_000))
+            output = self.logs(info.id, tail=None)
+            # podman 4.3 can report a fast job exited before its log is readable:
+            # look again briefly before believing the job printed nothing.
+            for _ in range(10):
+                if output:
+                    break
+                time.sleep(0.1)
+                output = self.logs(info.id, tail=None)
+            return ExecResult(code, output)
         finally:
             self.remove(info.id)
 

@@ -1,29 +1,35 @@
-"""Docker driver (docker-py, Docker Engine API).
+"""Docker driver: docker-py over the Docker Engine API.
 
 Quirks handled here:
-- A container can join only one network at create time through docker-py's
-  high-level API; aliases are set with `networking_config` instead.
-- Rootfs import goes through `images.import_image` (`docker import`).
-- `docker stop -t` is the grace period; the API call's own timeout must exceed it.
-- `exec_run` has no timeout: coreutils `timeout` in the container bounds it.
+- docker-py wraps a read timeout on a unix socket in requests' ConnectionError: the
+  cause chain tells a slow engine (or a wait that ran out of time) from an absent one.
+- The API version is negotiated ("auto") on the first call, inside an operation, so an
+  unreachable engine is reported by that operation: a pinned old version is refused by
+  newer engines (Docker 29 requires 1.44), a pinned new one by Debian's 20.10 (1.41).
+- A container joins its network with aliases at create time through the low-level
+  API's networking_config (the high-level create takes no aliases).
+- docker-py's ssh:// support needs paramiko even to shell out to ssh: tidegate forwards
+  the remote socket with its own ssh tunnel instead (engines/common.py).
+- `docker stop -t` is the grace; docker-py stretches the HTTP timeout by it.
+- `exec_run` has no timeout: coreutils `timeout` in the container bounds the command.
+- list(sparse=False) inspects every container; ignore_removed skips one removed meanwhile.
+- Force flags are never used on networks, volumes or images (explicit errors instead).
 """
 from __future__ import annotations
 
 import threading
-from typing import Mapping, Sequence
+import time
+from typing import Sequence
 
 import docker
 import docker.errors
 import docker.types
-import requests
 
-from .base import (ContainerInfo, ContainerSpec, Engine, EngineError, EngineUnreachable, ExecResult,
-                   ImageInfo)
-
-API_TIMEOUT = 60
+from . import common
+from .base import ContainerInfo, ContainerSpec, Engine, EngineError, EngineUnreachable, ExecResult, ImageInfo
 
 
-def _label_filters(labels: Mapping[str, str]) -> list[str]:
+def _label_filters(labels) -> list[str]:
     return [f"{k}={v}" if v else k for k, v in labels.items()]
 
 
@@ -32,179 +38,197 @@ class DockerEngine(Engine):
 
     def __init__(self, host: str, url: str):
         super().__init__(host, url)
-        self._client = None
+        self._client: docker.DockerClient | None = None
+        self._tunnel: common.SSHTunnel | None = None
         self._lock = threading.Lock()
 
+    # -- plumbing -----------------------------------------------------------------
     @property
     def client(self) -> docker.DockerClient:
+        """One API client per engine, created on the first call (inside its operation)."""
         with self._lock:
             if self._client is None:
-                try:
-                    self._client = docker.DockerClient(base_url=self.url, timeout=API_TIMEOUT, version="auto")
-                except docker.errors.DockerException as err:
-                    raise EngineUnreachable(self.host, self.kind, "connect",
-                                            f"engine at {self.url} does not answer ({_message(err)})") from None
+                url = self.url
+                if url.startswith("ssh://"):
+                    self._tunnel = self._tunnel or common.SSHTunnel(url, "/var/run/docker.sock")
+                    url = self._tunnel.local_url()
+                self._client = docker.DockerClient(base_url=url, version="auto", timeout=int(common.API_TIMEOUT))
             return self._client
+
+    @property
+    def api(self) -> docker.APIClient:
+        return self.client.api
 
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            if self._tunnel is not None:
+                self._tunnel.close()
+                self._tunnel = None
 
     def _call(self, operation: str, fn, *, missing=None, missing_ok: bool = False):
+        """Run fn(); turn every library or HTTP failure into an EngineError naming the host
+        and the operation (EngineUnreachable when the engine did not answer)."""
         try:
             return fn()
+        except EngineError:
+            raise
         except docker.errors.NotFound as err:
             if missing_ok:
                 return missing
             raise self.error(operation, _message(err)) from None
         except docker.errors.APIError as err:
-            raise self.error(operation, _message(err)) from None
-        except docker.errors.BuildError as err:
-            raise self.error(operation, _message(err)) from None
-        except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as err:
-            raise EngineUnreachable(self.host, self.kind, operation,
-                                    f"engine at {self.url} does not answer ({type(err).__name__})") from None
-        except requests.exceptions.Timeout:
-            raise EngineUnreachable(self.host, self.kind, operation, f"engine at {self.url} timed out") from None
-        except requests.exceptions.RequestException as err:
-            raise EngineUnreachable(self.host, self.kind, operation, f"engine at {self.url}: {err}") from None
-        except docker.errors.DockerException as err:
             text = _message(err)
-            if "connection" in text.lower() or "file not found" in text.lower():
-                raise EngineUnreachable(self.host, self.kind, operation,
-                                        f"engine at {self.url} does not answer ({text})") from None
-            raise self.error(operation, text) from None
+            raise self.error(operation, text, temporary=_looks_temporary(text)) from None
+        except docker.errors.DockerException as err:
+            # "Error while fetching server API version: ..." (version negotiation) and
+            # friends: transport failures dressed as DockerException
+            if common.is_transport_error(err) or "connection" in str(err).lower():
+                raise self._unreachable(operation, err) from None
+            raise self.error(operation, _message(err)) from None
+        except ValueError as err:                   # JSON decoding of a garbled answer
+            raise self.error(operation, f"unreadable answer from the engine ({err})") from None
+        except Exception as err:                    # requests/urllib3/socket/ssh
+            if common.is_transport_error(err):
+                raise self._unreachable(operation, err) from None
+            raise
 
+    def _unreachable(self, operation: str, err: BaseException) -> EngineUnreachable:
+        if self._tunnel is not None:
+            with self._lock:                        # next call re-checks (restarts) the tunnel
+                self._client = None
+        if common.is_timeout(err):
+            return EngineUnreachable(self.host, self.kind, operation, f"engine at {self.url} timed out")
+        return EngineUnreachable(self.host, self.kind, operation,
+                                 f"engine at {self.url} does not answer ({common.transport_reason(err)})")
+
+    # -- engine -------------------------------------------------------------------
     def ping(self) -> str:
-        def go():
-            self.client.ping()
-            return self.client.version().get("Version", "?")
-        return self._call("ping", go)
+        return self._call("ping", lambda: self.api.version().get("Version", "?"))
 
-    # -- containers -------------------------------------------------------------
-    def _info(self, c) -> ContainerInfo:
-        a = c.attrs
-        state = a.get("State") or {}
-        if isinstance(state, str):           # list format (sparse)
-            state = {"Status": state}
-        nets = {}
-        for name, n in ((a.get("NetworkSettings") or {}).get("Networks") or {}).items():
-            nets[name] = (n.get("IPAddress", "") or "", tuple(n.get("Aliases") or ()))
-        ports = {}
-        for key, binds in ((a.get("NetworkSettings") or {}).get("Ports") or {}).items():
-            if binds:
-                ports[key] = int(binds[0].get("HostPort") or 0)
-        config = a.get("Config") or {}
-        return ContainerInfo(id=a["Id"], name=(a.get("Name") or "").lstrip("/"), image=config.get("Image", ""),
-                             image_id=a.get("Image", ""), labels=config.get("Labels") or {},
-                             state=str(state.get("Status", "")).lower(), exit_code=state.get("ExitCode"),
-                             started_at=state.get("StartedAt"), networks=nets, ports=ports)
-
+    # -- containers -----------------------------------------------------------------
     def list_containers(self, labels, *, all=True):
         items = self._call("list containers", lambda: self.client.containers.list(
-            all=all, filters={"label": _label_filters(labels)}, sparse=False))
-        return [self._info(c) for c in items]
+            all=all, filters={"label": _label_filters(labels)} if labels else None,
+            sparse=False, ignore_removed=True))
+        return [_info(c.attrs) for c in items]
 
     def inspect(self, name_or_id):
-        c = self._call(f"inspect {name_or_id}", lambda: self.client.containers.get(name_or_id), missing_ok=True)
-        return None if c is None else self._info(c)
+        a = self._call(f"inspect {name_or_id}", lambda: self.api.inspect_container(name_or_id), missing_ok=True)
+        return None if a is None else _info(a)
 
     def create(self, spec: ContainerSpec) -> ContainerInfo:
         if spec.network:
             self.ensure_network(spec.network)
         for v in spec.volumes:
             self.ensure_volume(v.name)
-        api = self.client.api
-        mounts = [docker.types.Mount(v.target, v.name, type="volume", read_only=v.read_only) for v in spec.volumes]
-        mounts += [docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts]
-        port_bindings = {f"{p.container}/{p.protocol}": ((p.host_ip, p.host) if p.host_ip else p.host)
-                         for p in spec.ports}
-        restart = {"Name": spec.restart_policy} if spec.restart_policy and spec.restart_policy != "no" else None
-        host_config = api.create_host_config(
-            mounts=mounts, port_bindings=port_bindings or None, restart_policy=restart,
-            ulimits=[docker.types.Ulimit(name=n, soft=s, hard=h) for n, (s, h) in spec.ulimits.items()] or None,
-            network_mode=spec.network or None)
-        networking = None
-        if spec.network:
-            networking = api.create_networking_config(
-                {spec.network: api.create_endpoint_config(aliases=list(spec.aliases) or None)})
 
         def go():
+            api = self.api
+            mounts = [docker.types.Mount(v.target, v.name, type="volume", read_only=v.read_only)
+                      for v in spec.volumes]
+            mounts += [docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only)
+                       for m in spec.mounts]
+            bindings: dict[str, list] = {}
+            for p in spec.ports:
+                # (ip, port) | (ip,) | port | None (any free port on every address)
+                bindings.setdefault(f"{p.container}/{p.protocol}", []).append(
+                    (p.host_ip, p.host) if p.host_ip and p.host else (p.host_ip,) if p.host_ip else p.host)
+            restart = {"Name": spec.restart_policy} if spec.restart_policy and spec.restart_policy != "no" else None
+            host_config = api.create_host_config(
+                mounts=mounts, port_bindings=bindings or None, restart_policy=restart,
+                ulimits=[docker.types.Ulimit(name=n, soft=s, hard=h) for n, (s, h) in spec.ulimits.items()] or None,
+                network_mode=spec.network or None)
+            networking = None
+            if spec.network:
+                networking = api.create_networking_config(
+                    {spec.network: api.create_endpoint_config(aliases=list(spec.aliases) or None)})
             return api.create_container(
                 image=spec.image, command=list(spec.command) if spec.command is not None else None,
                 name=spec.name, environment=dict(spec.environment), labels=dict(spec.labels),
                 entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
                 user=spec.user or None, working_dir=spec.workdir or None,
                 ports=[(p.container, p.protocol) for p in spec.ports] or None,
-                stop_signal=spec.stop_signal, stop_timeout=int(round(spec.stop_grace)),
+                stop_signal=spec.stop_signal, stop_timeout=common.grace_seconds(spec.stop_grace),
                 host_config=host_config, networking_config=networking)
         created = self._call(f"create {spec.name}", go)
-        return self.inspect(created["Id"])
-
-    def _get(self, operation, name_or_id):
-        return self._call(operation, lambda: self.client.containers.get(name_or_id))
+        info = self.inspect(created["Id"])
+        if info is None:
+            raise self.error(f"create {spec.name}", "created, then gone before it could be inspected")
+        return info
 
     def start(self, name_or_id):
-        c = self._get(f"start {name_or_id}", name_or_id)
-        if c.status != "running":
-            self._call(f"start {name_or_id}", c.start)
+        # 304 (already running) is not an error for docker-py
+        self._call(f"start {name_or_id}", lambda: self.api.start(name_or_id))
 
     def stop(self, name_or_id, grace=None):
-        c = self._call(f"stop {name_or_id}", lambda: self.client.containers.get(name_or_id), missing_ok=True)
-        if c is None:
-            return
+        op = f"stop {name_or_id}"
         if grace is None:
-            grace = (c.attrs.get("Config") or {}).get("StopTimeout") or 10
-        self._call(f"stop {name_or_id}", lambda: c.stop(timeout=int(round(grace))), missing_ok=True)
+            a = self._call(op, lambda: self.api.inspect_container(name_or_id), missing_ok=True)
+            if a is None:
+                return
+            grace = (a.get("Config") or {}).get("StopTimeout") or 10
+        # docker-py adds the grace to the HTTP timeout itself
+        self._call(op, lambda: self.api.stop(name_or_id, timeout=common.grace_seconds(grace)), missing_ok=True)
 
     def remove(self, name_or_id):
-        c = self._call(f"remove {name_or_id}", lambda: self.client.containers.get(name_or_id), missing_ok=True)
-        if c is not None:
-            self._call(f"remove {name_or_id}", lambda: c.remove(force=True, v=False), missing_ok=True)
+        # force: a running container is killed at once; v=False: volumes are never touched
+        self._call(f"remove {name_or_id}", lambda: self.api.remove_container(name_or_id, force=True, v=False),
+                   missing_ok=True)
 
     def logs(self, name_or_id, tail=50):
-        c = self._call(f"logs {name_or_id}", lambda: self.client.containers.get(name_or_id), missing_ok=True)
-        if c is None:
-            return ""
-        return self._call(f"logs {name_or_id}", lambda: c.logs(stdout=True, stderr=True, tail=tail)).decode(errors="replace")
+        data = self._call(f"logs {name_or_id}", lambda: self.api.logs(
+            name_or_id, stdout=True, stderr=True, tail="all" if tail is None else tail), missing_ok=True)
+        return "" if data is None else data.decode(errors="replace")
 
     def exec(self, name_or_id, command: Sequence[str], *, environment=None, timeout=None):
-        c = self._get(f"exec in {name_or_id}", name_or_id)
-        argv = list(command)
-        if timeout is not None:
-            argv = ["timeout", "-s", "KILL", str(max(1, int(timeout)))] + argv
+        op = f"exec in {name_or_id}"
+        result = self._call(op, lambda: self._exec(name_or_id, common.exec_argv(command, timeout), environment,
+                                                   timeout))
+        if timeout is not None and common.wrapper_missing(result.exit_code, result.output):
+            # no coreutils `timeout` in this image: run bare, bounded by the HTTP timeout only
+            result = self._call(op, lambda: self._exec(name_or_id, list(command), environment, timeout))
+        return result
 
-        def run():
-            code, output = c.exec_run(argv, environment=dict(environment or {}), demux=False)
-            return ExecResult(int(code if code is not None else -1), (output or b"").decode(errors="replace"))
-        return self._call(f"exec in {name_or_id}", run)
+    def _exec(self, name_or_id, argv, environment, timeout) -> ExecResult:
+        api = self.api
+        exec_id = api.exec_create(name_or_id, argv, environment=dict(environment or {}))["Id"]
+        t0 = time.monotonic()
+        out = api.exec_start(exec_id, demux=False)     # stdout and stderr, interleaved
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        code = int(code) if code is not None else -1
+        text = (out or b"").decode(errors="replace")
+        if timeout is not None and code in (124, 137) and time.monotonic() - t0 >= timeout:
+            text = f"{text.rstrip()}\n(timed out after {timeout:g}s)".lstrip()
+        return ExecResult(code, text)
 
     def wait(self, name_or_id, timeout=None):
-        c = self._get(f"wait {name_or_id}", name_or_id)
+        op = f"wait {name_or_id}"
         try:
-            result = self._call(f"wait {name_or_id}", lambda: c.wait(timeout=timeout))
+            result = self._call(op, lambda: self.api.wait(name_or_id, timeout=timeout))
         except EngineUnreachable as err:
-            if "timed out" in err.message:
-                raise self.error(f"wait {name_or_id}", f"still running after {timeout}s") from None
+            if timeout is not None and "timed out" in err.message:
+                raise self.error(op, f"still running after {timeout:g}s") from None
             raise
         return int(result.get("StatusCode", -1))
 
     # -- networks -----------------------------------------------------------------
     def _network(self, name):
         nets = self._call(f"inspect network {name}", lambda: self.client.networks.list(names=[name]))
-        return next((n for n in nets if n.name == name), None)
+        return next((n for n in nets if n.name == name), None)      # the name filter matches substrings
 
     def ensure_network(self, name, labels=None):
         if self._network(name) is not None:
             return
         try:
+            # a user-defined bridge network: docker's embedded DNS resolves names and aliases
             self._call(f"create network {name}", lambda: self.client.networks.create(
                 name, driver="bridge", labels=dict(labels or {}), check_duplicate=True))
         except EngineError as err:
             if "already exists" not in err.message:
-                raise
+                raise                               # (else: another thread won the race)
 
     def remove_network(self, name):
         net = self._network(name)
@@ -212,101 +236,120 @@ class DockerEngine(Engine):
             self._call(f"remove network {name}", net.remove, missing_ok=True)
 
     def list_networks(self, labels):
-        nets = self._call("list networks", lambda: self.client.networks.list(filters={"label": _label_filters(labels)}))
+        nets = self._call("list networks", lambda: self.client.networks.list(
+            filters={"label": _label_filters(labels)} if labels else None))
         return [n.name for n in nets]
 
     def connect(self, name_or_id, network, aliases=()):
-        net = self._network(network)
-        if net is None:
-            raise self.error(f"connect {name_or_id}", f"no network {network}")
-        self._call(f"connect {name_or_id} to {network}", lambda: net.connect(name_or_id, aliases=list(aliases) or None))
+        self._call(f"connect {name_or_id} to {network}",
+                   lambda: self.api.connect_container_to_network(name_or_id, network, aliases=list(aliases) or None))
 
     def disconnect(self, name_or_id, network):
         info = self.inspect(name_or_id)
         if info is None or network not in info.networks:
-            return                               # already drained
-        net = self._network(network)
-        if net is None:
-            return
-        self._call(f"disconnect {name_or_id} from {network}", lambda: net.disconnect(name_or_id, force=True),
+            return                                  # already drained
+        self._call(f"disconnect {name_or_id} from {network}",
+                   lambda: self.api.disconnect_container_from_network(name_or_id, network, force=True),
                    missing_ok=True)
 
     # -- volumes ------------------------------------------------------------------
     def ensure_volume(self, name, labels=None):
-        existing = self._call(f"inspect volume {name}", lambda: self.client.volumes.get(name), missing_ok=True)
+        existing = self._call(f"inspect volume {name}", lambda: self.api.inspect_volume(name), missing_ok=True)
         if existing is None:
-            self._call(f"create volume {name}", lambda: self.client.volumes.create(name, labels=dict(labels or {})))
+            self._call(f"create volume {name}", lambda: self.api.create_volume(name, labels=dict(labels or {})))
 
     def list_volumes(self, labels):
-        vols = self._call("list volumes", lambda: self.client.volumes.list(filters={"label": _label_filters(labels)}))
-        return [v.name for v in vols]
+        vols = self._call("list volumes", lambda: self.api.volumes(
+            filters={"label": _label_filters(labels)} if labels else None))
+        return [v["Name"] for v in (vols or {}).get("Volumes") or []]
 
     def remove_volume(self, name):
-        vol = self._call(f"inspect volume {name}", lambda: self.client.volumes.get(name), missing_ok=True)
-        if vol is not None:
-            self._call(f"remove volume {name}", lambda: vol.remove(force=True), missing_ok=True)
+        self._call(f"remove volume {name}", lambda: self.api.remove_volume(name), missing_ok=True)
 
     # -- images ----------------------------------------------------------------------
     def image(self, ref):
-        img = self._call(f"inspect image {ref}", lambda: self.client.images.get(ref), missing_ok=True)
-        if img is None:
+        a = self._call(f"inspect image {ref}", lambda: self.api.inspect_image(ref), missing_ok=True)
+        if a is None:
             return None
-        return ImageInfo(ref, img.id, img.labels or {})
+        return ImageInfo(ref, a.get("Id", ""), (a.get("Config") or {}).get("Labels") or {})
 
     def import_rootfs(self, tar_path, ref):
-        repo, tag = _split(ref)
-        def go():
-            with open(tar_path, "rb") as f:
-                self.client.api.import_image(src=f, repository=repo, tag=tag)
-        self._call(f"import {ref}", go)
+        op = f"import {ref}"
+        repo, tag = common.split_ref(ref)
+        try:
+            f = open(tar_path, "rb")
+        except OSError as err:
+            raise self.error(op, f"cannot read {tar_path}: {err.strerror}") from None
+        with f:
+            out = self._call(op, lambda: self.api.import_image(src=f, repository=repo, tag=tag))
+        if isinstance(out, (bytes, str)) and "error" in str(out).lower():
+            raise self.error(op, common.one_line(out))
         info = self.image(ref)
         if info is None:
-            raise self.error(f"import {ref}", "import reported success but the image is missing")
+            raise self.error(op, "import reported success but the image is missing")
         return info
 
     def build(self, context_dir, ref, *, containerfile="Containerfile", labels=None, log=None):
+        op = f"build {ref}"
+
         def go():
-            for chunk in self.client.api.build(path=context_dir, tag=ref, dockerfile=containerfile,
-                                               labels=dict(labels or {}), rm=True, forcerm=True, decode=True,
-                                               timeout=3600):
-                if "error" in chunk:
-                    raise docker.errors.BuildError(chunk["error"].strip(), [])
-                text = chunk.get("stream") or chunk.get("status") or ""
+            for chunk in self.api.build(path=context_dir, tag=ref, dockerfile=containerfile,
+                                        labels=dict(labels or {}), rm=True, forcerm=True, decode=True,
+                                        timeout=3600):
+                text = chunk.get("stream") or chunk.get("status") or chunk.get("error") or ""
                 if log is not None:
-                    for line in text.splitlines():
+                    for line in str(text).splitlines():
                         if line.strip():
                             log(line)
-        self._call(f"build {ref}", go)
+                if chunk.get("error"):
+                    raise self.error(op, common.one_line(chunk["error"]))
+        self._call(op, go)
         info = self.image(ref)
         if info is None:
-            raise self.error(f"build {ref}", "build finished but the image is missing")
+            raise self.error(op, "build finished but the image is missing")
         return info
 
     def tag(self, ref, new_ref):
-        img = self._call(f"inspect image {ref}", lambda: self.client.images.get(ref))
-        repo, tag = _split(new_ref)
-        self._call(f"tag {ref} as {new_ref}", lambda: img.tag(repo, tag))
+        repo, tag = common.split_ref(new_ref)
+        self._call(f"tag {ref} as {new_ref}", lambda: self.api.tag(ref, repo, tag))
 
     def pull(self, ref):
-        repo, tag = _split(ref)
-        self._call(f"pull {ref}", lambda: self.client.images.pull(repo, tag=tag))
+        op = f"pull {ref}"
+        repo, tag = common.split_ref(ref)
+
+        def go():
+            for chunk in self.api.pull(repo, tag=tag or None, stream=True, decode=True):
+                if chunk.get("error"):
+                    raise self.error(op, common.one_line(chunk["error"]))
+        self._call(op, go)
         info = self.image(ref)
         if info is None:
-            raise self.error(f"pull {ref}", "pull finished but the image is missing")
+            raise self.error(op, "pull finished but the image is missing")
         return info
 
     def remove_image(self, ref):
-        self._call(f"remove image {ref}", lambda: self.client.images.remove(ref, force=True), missing_ok=True)
+        self._call(f"remove image {ref}", lambda: self.api.remove_image(ref), missing_ok=True)
 
 
-def _split(ref: str) -> tuple[str, str]:
-    name = ref.rsplit("/", 1)[-1]
-    if ":" in name:
-        repo, _, tag = ref.rpartition(":")
-        return repo, tag
-    return ref, "latest"
+def _info(a: dict) -> ContainerInfo:
+    """ContainerInfo from docker's inspect format."""
+    state = a.get("State") or {}
+    settings = a.get("NetworkSettings") or {}
+    nets = {name: (n.get("IPAddress") or "", tuple(n.get("Aliases") or ()))
+            for name, n in (settings.get("Networks") or {}).items()}
+    ports = {key: int(binds[0].get("HostPort") or 0)
+             for key, binds in (settings.get("Ports") or {}).items() if binds}
+    config = a.get("Config") or {}
+    return ContainerInfo(id=a["Id"], name=(a.get("Name") or "").lstrip("/"), image=config.get("Image", ""),
+                         image_id=a.get("Image", ""), labels=config.get("Labels") or {},
+                         state=common.normal_state(state.get("Status")), exit_code=state.get("ExitCode"),
+                         started_at=common.started(state.get("StartedAt")), networks=nets, ports=ports)
+
+
+def _looks_temporary(text: str) -> bool:
+    text = text.lower()
+    return "timeout" in text or "timed out" in text or "temporarily" in text
 
 
 def _message(err) -> str:
-    text = getattr(err, "explanation", None) or getattr(err, "msg", None) or str(err)
-    return " ".join(str(text).split())[:400]
+    return common.one_line(getattr(err, "explanation", None) or getattr(err, "msg", None) or str(err))

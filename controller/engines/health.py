@@ -71,10 +71,15 @@ def check_once(engine: Engine, info: ContainerInfo, check, *, network: str | Non
 
 
 def wait_healthy(engine: Engine, info: ContainerInfo, check, *, network: str | None = None,
-                 host_address: str = "127.0.0.1", cancel: threading.Event | None = None) -> HealthResult:
+                 host_address: str = "127.0.0.1", cancel: threading.Event | None = None,
+                 deadline: float | None = None) -> HealthResult:
     """Probe every `interval` until one probe passes. Failures during `start_period` do
     not count; after it, `retries` consecutive failures mean unhealthy. A container
-    that exits is unhealthy at once. No check at all: healthy once running."""
+    that exits is unhealthy at once. No check at all: healthy once running.
+
+    `deadline` (seconds from now) bounds the whole wait; `cancel` ends it early (the
+    executor's stop). An engine that stops answering raises EngineError (temporary):
+    that says nothing about the container's health."""
     cancel = cancel or threading.Event()
     start = time.monotonic()
     attempts = 0
@@ -85,12 +90,19 @@ def wait_healthy(engine: Engine, info: ContainerInfo, check, *, network: str | N
     failures = 0
     reason = ""
     while True:
+        if cancel.is_set():
+            return HealthResult(False, "cancelled", attempts, time.monotonic() - start)
+        if deadline is not None and time.monotonic() - start >= deadline:
+            return HealthResult(False, f"not healthy within {deadline:g}s (last: {reason or 'no probe yet'})",
+                                attempts, time.monotonic() - start)
         current = engine.inspect(info.id)
         if current is None:
             return HealthResult(False, "container disappeared", attempts, time.monotonic() - start)
         if current.state in ("exited", "dead", "stopped"):
             return HealthResult(False, f"container exited with code {current.exit_code}", attempts,
                                 time.monotonic() - start)
+        if current.state == "created":
+            return HealthResult(False, "container was never started", attempts, time.monotonic() - start)
         attempts += 1
         ok, reason = check_once(engine, current, check, network=network, host_address=host_address)
         elapsed = time.monotonic() - start

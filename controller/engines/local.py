@@ -5,13 +5,12 @@ runs (or beside one that does, without touching it).
   root, network config dir, and a project-local containers.conf (runc: crun fails on
   hybrid cgroups; ulimits within the host's; its own subnet pool) passed as
   CONTAINERS_CONF — /etc is never edited.
-- docker: `dockerd` with its own socket, data-root, exec-root, pidfile and address pool,
-  no default bridge and no iptables rules (several daemons coexist; published ports go
+- docker: `dockerd` with its own socket, data-root, exec-root, pidfile, address pool and
+  default bridge (tgbr<N>, created here: docker0 would be shared), and no iptables rules (several daemons coexist; published ports go
   through docker-proxy).
 
 Quirk: podman 4.3's netavark keeps aardvark-dns state in the machine-global
-/run/containers/networks, so two podman instances must not use the same network name
-(tests and gates use unique names).
+/run/containers/networks; each private instance gets its own in a mount namespace.
 
 Each instance leases a /16 from a small file-based pool so that instances (xdist
 workers, a demo, a gate) never route the same subnet. Its PID and URL are recorded in
@@ -78,8 +77,20 @@ def _lease(owner: str) -> int:
             continue
         with os.fdopen(fd, "w") as f:
             json.dump({"owner": owner, "pid": os.getpid(), "at": time.time()}, f)
+        _clear_stale_bridges(i)
         return i
     raise LocalEngineError(f"no free subnet in {POOL_DIR} ({POOL_SIZE} engines running?)")
+
+
+def _clear_stale_bridges(index: int) -> None:
+    """Bridges left in our freshly leased range by an engine that was killed: they would
+    route our new subnets to nowhere. The lease makes them ours to delete."""
+    proc = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True)
+    prefix = f"10.{100 + index}."
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) > 3 and parts[3].startswith(prefix) and parts[1].startswith(("podman", "br-", "tgbr")):
+            subprocess.run(["ip", "link", "del", parts[1]], capture_output=True)
 
 
 def _claim(index: int, pid: int, owner: str) -> None:
@@ -143,6 +154,33 @@ def _ping(sock: str, path: str) -> bool:
         return False
 
 
+def _bridge(index: int) -> str:
+    """The instance's own default bridge (docker0 is shared by every dockerd otherwise)."""
+    name = f"tgbr{index}"
+    if not Path(f"/sys/class/net/{name}").exists():
+        for cmd in (["ip", "link", "add", name, "type", "bridge"],
+                    ["ip", "addr", "add", f"10.{100 + index}.254.1/24", "dev", name],
+                    ["ip", "link", "set", name, "up"]):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0 and "File exists" not in proc.stderr:
+                raise LocalEngineError(f"cannot create bridge {name}: {' '.join(cmd)}: {proc.stderr.strip()}")
+    return name
+
+
+def _remove_bridge(index: int) -> None:
+    subprocess.run(["ip", "link", "del", f"tgbr{index}"], capture_output=True)
+
+
+def _own_netrun(d: Path) -> list[str]:
+    """Run podman in a private mount namespace whose /run/containers/networks is its own:
+    podman 4.3 hard-codes that directory for netavark and aardvark-dns state, so several
+    instances on one machine would share one DNS server and overwrite each other's
+    records. The network namespace stays the host's: bridges and ports are real."""
+    script = ('mkdir -p /run/containers/networks && '
+              'mount --bind "$0" /run/containers/networks && exec "$@"')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(d / "netrun")]
+
+
 def podman_args(d: Path) -> list[str]:
     return ["podman", "--root", str(d / "root"), "--runroot", str(d / "run"), "--tmpdir", str(d / "tmp"),
             "--network-config-dir", str(d / "net"), "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
@@ -167,11 +205,13 @@ def start_engine(kind: str, directory: str | os.PathLike) -> LocalEngine:
             (d / sub).mkdir(exist_ok=True)
         env["CONTAINERS_CONF"] = str(conf)
         env.pop("CONTAINER_HOST", None)
-        argv = podman_args(d) + ["system", "service", "--time=0", f"unix://{sock}"]
+        (d / "netrun").mkdir(exist_ok=True)
+        argv = _own_netrun(d) + podman_args(d) + ["system", "service", "--time=0", f"unix://{sock}"]
         ping_path = "/v4.0.0/libpod/_ping"
     elif kind == "docker":
+        bridge = _bridge(index)
         argv = ["dockerd", "-H", f"unix://{sock}", "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
-                "--pidfile", str(d / "docker.pid"), "--bridge", "none", "--iptables=false", "--ip6tables=false",
+                "--pidfile", str(d / "docker.pid"), "--bridge", bridge, "--iptables=false", "--ip6tables=false",
                 "--default-address-pool", f"base=10.{100 + index}.0.0/16,size=24"]
         ping_path = "/_ping"
     else:
@@ -231,28 +271,57 @@ def _kill(pid: int, timeout: float = 20.0) -> None:
         pass
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _namespace_members(pid: int) -> list[int]:
+    """Other processes in the private mount namespace of engine `pid`."""
+    try:
+        ns = os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return []
+    if ns == os.readlink("/proc/self/ns/mnt"):
+        return []           # not in a private namespace: never kill outside our own
+    members = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(proc.name) != pid and os.readlink(proc / "ns/mnt") == ns:
+                members.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return members
+
+
 def stop_engine(record: LocalEngine, *, purge: bool = False) -> None:
     """Stop the engine by its PID. With purge (tests), first remove every container of
     this instance: podman's containers live on under conmon after the API service stops."""
     if purge and record.kind == "podman" and _alive(record.pid):
         env = dict(os.environ, CONTAINERS_CONF=record.containers_conf)
         env.pop("CONTAINER_HOST", None)
-        subprocess.run(podman_args(Path(record.dir)) + ["rm", "-a", "-f", "-t", "0"], env=env,
+        subprocess.run(["nsenter", f"--mount=/proc/{record.pid}/ns/mnt"] + podman_args(Path(record.dir))
+                       + ["rm", "-a", "-f", "-t", "0"], env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    if purge and record.kind == "docker" and _alive(record.pid):
+        host = ["docker", "-H", record.url]
+        ids = subprocess.run(host + ["ps", "-aq"], capture_output=True, text=True, timeout=60).stdout.split()
+        if ids:
+            subprocess.run(host + ["rm", "-f", *ids], capture_output=True, timeout=120)
+        subprocess.run(host + ["network", "prune", "-f"], capture_output=True, timeout=60)
+    helpers = _namespace_members(record.pid) if record.kind == "podman" else []
     _kill(record.pid)
-    if purge and record.kind == "podman":
-        # exec sessions leave a conmon behind for --exit-delay (300 s): end them too
-        marker = f"{record.dir}/root/overlay-containers"
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if cmdline.startswith("/usr/bin/conmon") and marker in cmdline:
-                try:
-                    os.kill(int(proc.name), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
+    # aardvark-dns of this instance lives on in its namespace; exec sessions leave a
+    # conmon behind for --exit-delay (300 s): end them too.
+    for pid in helpers if purge else [p for p in helpers if "aardvark" in _cmdline(p)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if record.kind == "docker":
+        _remove_bridge(record.pool_index)
     _release(record.pool_index)
     Path(record.dir, "engine.json").unlink(missing_ok=True)
 

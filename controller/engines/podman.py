@@ -1,36 +1,58 @@
-"""Podman driver (podman-py, libpod REST API).
+"""Podman driver: podman-py over the libpod REST API (podman 4.3 and later).
 
-Quirks handled here:
-- podman 4.3 has no health-status updates without systemd: tidegate runs checks itself
-  (engines/health.py), so no healthcheck is ever configured on the container.
-- The libpod list and inspect formats differ (Names vs Name, State string vs object):
-  both are parsed.
+Where podman-py 5.8 or libpod 4.3 fall short, this driver speaks the REST API through
+podman-py's own session (`client.api`), and says why at the spot. In short:
+- podman-py turns every transport failure (socket missing, refused, timed out) into a
+  bare APIError("GET operation failed"): the cause chain tells unreachable from slow.
+- podman-py defaults every call to its client timeout (None means 60 s): waits, stops
+  and execs set their own HTTP timeouts.
+- podman-py's networks.list crashes on list filters, and its dict filters stringify
+  lists: list filters are sent as libpod's JSON here.
+- libpod's list format lacks addresses and aliases: containers are listed, then
+  inspected (one format, like docker).
+- libpod force flags delete dependants: `network rm -f`, `volume rm -f` and `rmi -f`
+  remove the containers using them. Never forced here; "in use" is an error.
+- `rm -f` on a running container waits its whole stop grace: timeout=0 kills at once.
+- libpod 4.3 decodes stop_signal only as a number ("SIGTERM" fails).
+- podman-py's stop() reads a JSON body on 304 (already stopped), which is empty.
+- podman-py's exec_run(demux=True) splits stdout from stderr (order lost) and its log
+  reader drops a last line without a newline: frames are demuxed here, in order. (Order
+  across stdout and stderr is conmon's: a burst may come stdout first.)
+- libpod 4.3's logs `tail` glues a partial last line onto the line before: the tail is
+  cut here.
+- podman-py's build() reads the whole build before returning (no live log, and the log
+  is lost on failure) and pull() reports a failed pull as success: both stream here.
 - Rootfs import has no podman-py call: the libpod `images/import` endpoint is used.
-- podman-py mangles list values in dict filters; label filters use its list form.
-- libpod 4.3 takes stop_signal as a number ("SIGTERM" fails to decode).
-- A named volume must exist before create (libpod would create it anyway, but
-  without our labels): ensure_volume first.
+- No healthcheck is ever configured: podman 4.3 without systemd never runs it
+  (tidegate runs its own checks, engines/health.py).
 """
 from __future__ import annotations
 
+import json
 import signal
 import threading
+import time
 from typing import Mapping, Sequence
+from urllib.parse import quote
 
 import podman
+import podman.api
 import podman.errors
-import requests
 
-from .base import (ContainerInfo, ContainerSpec, Engine, EngineError, EngineUnreachable, ExecResult,
-                   ImageInfo)
-
-API_TIMEOUT = 60
+from . import common
+from .base import ContainerInfo, ContainerSpec, Engine, EngineError, EngineUnreachable, ExecResult, ImageInfo
 
 
-def _label_filters(labels: Mapping[str, str]) -> list[str]:
-    # podman-py turns a {"label": [...]} dict into the string "['k=v']": pass the list
-    # form ["label=k=v", ...], which it splits on the first "=".
-    return [f"label={k}={v}" if v else f"label={k}" for k, v in labels.items()]
+def _filters(labels: Mapping[str, str]) -> str | None:
+    """libpod's filter JSON for "carries every label" ("" value: any value)."""
+    if not labels:
+        return None
+    return json.dumps({"label": [f"{k}={v}" if v else k for k, v in labels.items()]})
+
+
+def _q(name: str) -> str:
+    # image refs keep their "/" and ":" (libpod routes match them unescaped)
+    return quote(name, safe="/:@")
 
 
 class PodmanEngine(Engine):
@@ -38,117 +60,128 @@ class PodmanEngine(Engine):
 
     def __init__(self, host: str, url: str):
         super().__init__(host, url)
-        self._client = None
+        self._client: podman.PodmanClient | None = None
+        self._tunnel: common.SSHTunnel | None = None
         self._lock = threading.Lock()
 
-    # -- plumbing ---------------------------------------------------------------
+    # -- plumbing -----------------------------------------------------------------
     @property
     def client(self) -> podman.PodmanClient:
+        """One API client (one HTTP session) per engine, created on first use."""
         with self._lock:
             if self._client is None:
-                self._client = podman.PodmanClient(base_url=self.url, timeout=API_TIMEOUT)
+                url = self.url
+                if url.startswith("ssh://"):
+                    # our own tunnel: podman-py's ssh transport waits 300 s on a failed ssh
+                    self._tunnel = self._tunnel or common.SSHTunnel(url, "/run/podman/podman.sock")
+                    url = self._tunnel.local_url()
+                self._client = podman.PodmanClient(base_url=url, timeout=common.API_TIMEOUT)
             return self._client
+
+    @property
+    def api(self):
+        """podman-py's requests session on the libpod API (paths relative to /vX/libpod)."""
+        return self.client.api
 
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            if self._tunnel is not None:
+                self._tunnel.close()
+                self._tunnel = None
+
+    def _unreachable(self, operation: str, err: BaseException) -> EngineUnreachable:
+        if self._tunnel is not None:
+            with self._lock:                         # next call re-checks (restarts) the tunnel
+                self._client = None
+        if common.is_timeout(err):
+            return EngineUnreachable(self.host, self.kind, operation, f"engine at {self.url} timed out")
+        return EngineUnreachable(self.host, self.kind, operation,
+                                 f"engine at {self.url} does not answer ({common.transport_reason(err)})")
 
     def _call(self, operation: str, fn, *, missing=None, missing_ok: bool = False):
-        """Run fn(); map library errors to EngineError naming host and operation."""
+        """Run fn(); turn every library or HTTP failure into an EngineError naming the host
+        and the operation (EngineUnreachable when the engine did not answer)."""
         try:
             return fn()
-        except (podman.errors.NotFound, podman.errors.ImageNotFound) as err:
+        except EngineError:
+            raise
+        except podman.errors.NotFound as err:        # ImageNotFound is a NotFound
             if missing_ok:
                 return missing
             raise self.error(operation, _message(err)) from None
         except podman.errors.APIError as err:
-            if _status(err) is None:
-                # podman-py reports a refused or missing socket as an APIError
-                # without a response ("GET operation failed")
-                raise EngineUnreachable(self.host, self.kind, operation,
-                                        f"engine at {self.url} does not answer") from None
+            if getattr(err, "response", None) is None and common.is_transport_error(err):
+                raise self._unreachable(operation, err) from None
             text = _message(err)
-            if "no such" in text.lower() and missing_ok:
+            if missing_ok and "no such" in text.lower():
                 return missing
-            raise self.error(operation, text, temporary=_status(err) in (500, 503) and "timeout" in text.lower()) from None
-        except podman.errors.BuildError as err:
+            raise self.error(operation, text, temporary=_looks_temporary(text)) from None
+        except podman.errors.PodmanError as err:     # BuildError, ImageNotFound…
             raise self.error(operation, _message(err)) from None
-        except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as err:
-            raise EngineUnreachable(self.host, self.kind, operation,
-                                    f"engine at {self.url} does not answer ({type(err).__name__})") from None
-        except requests.exceptions.Timeout:
-            raise EngineUnreachable(self.host, self.kind, operation, f"engine at {self.url} timed out") from None
-        except requests.exceptions.RequestException as err:
-            raise EngineUnreachable(self.host, self.kind, operation, f"engine at {self.url}: {err}") from None
-        except podman.errors.PodmanError as err:
-            raise self.error(operation, _message(err)) from None
+        except json.JSONDecodeError as err:
+            raise self.error(operation, f"unreadable answer from the engine ({err})") from None
+        except Exception as err:                     # requests/urllib3/socket/ssh
+            if common.is_transport_error(err):
+                raise self._unreachable(operation, err) from None
+            raise
+
+    def _get(self, path: str, **kw):
+        r = self.api.get(path, **kw)
+        r.raise_for_status()
+        return r
+
+    def _post(self, path: str, **kw):
+        r = self.api.post(path, **kw)
+        r.raise_for_status()
+        return r
 
     # -- engine -------------------------------------------------------------------
     def ping(self) -> str:
-        def go():
-            if not self.client.ping():
-                raise requests.exceptions.ConnectionError("ping failed")
-            return self.client.version().get("Version", "?")
-        return self._call("ping", go)
+        return self._call("ping", lambda: self._get("/version").json().get("Version", "?"))
 
     # -- containers -----------------------------------------------------------------
     def list_containers(self, labels, *, all=True):
-        items = self._call("list containers", lambda: self.client.containers.list(
-            all=all, filters=_label_filters(labels)))
-        return [self._info_from_list(c.attrs) for c in items]
-
-    def _info_from_list(self, a: dict) -> ContainerInfo:
-        names = a.get("Names") or [a.get("Name", "")]
-        ports = {}
-        for p in a.get("Ports") or []:
-            ports[f"{p.get('container_port')}/{p.get('protocol', 'tcp')}"] = int(p.get("host_port") or 0)
-        return ContainerInfo(id=a["Id"], name=names[0].lstrip("/"), image=a.get("Image", ""),
-                             image_id=a.get("ImageID", ""), labels=a.get("Labels") or {},
-                             state=str(a.get("State", "")).lower(), exit_code=a.get("ExitCode"),
-                             started_at=str(a.get("StartedAt", "")),
-                             networks={n: ("", ()) for n in a.get("Networks") or []}, ports=ports)
-
-    def _info_from_inspect(self, a: dict) -> ContainerInfo:
-        state = a.get("State") or {}
-        nets = {}
-        for name, n in ((a.get("NetworkSettings") or {}).get("Networks") or {}).items():
-            nets[name] = (n.get("IPAddress", ""), tuple(n.get("Aliases") or ()))
-        ports = {}
-        for key, binds in ((a.get("NetworkSettings") or {}).get("Ports") or {}).items():
-            if binds:
-                ports[key] = int(binds[0].get("HostPort") or 0)
-        return ContainerInfo(id=a["Id"], name=a.get("Name", "").lstrip("/"),
-                             image=a.get("ImageName") or (a.get("Config") or {}).get("Image", ""),
-                             image_id=a.get("Image", ""), labels=(a.get("Config") or {}).get("Labels") or {},
-                             state=str(state.get("Status", "")).lower(), exit_code=state.get("ExitCode"),
-                             started_at=state.get("StartedAt"), networks=nets, ports=ports)
+        params = {"all": bool(all)}
+        if _filters(labels):
+            params["filters"] = _filters(labels)
+        rows = self._call("list containers", lambda: self._get("/containers/json", params=params).json())
+        found = []
+        for row in rows or []:
+            # libpod's list lacks addresses and aliases: inspect each (one format, like docker)
+            a = self._call("list containers", lambda: self._get(f"/containers/{row['Id']}/json").json(),
+                           missing_ok=True)
+            if a is not None:                        # removed meanwhile
+                found.append(_info(a))
+        return found
 
     def inspect(self, name_or_id):
-        c = self._call(f"inspect {name_or_id}", lambda: self.client.containers.get(name_or_id), missing_ok=True)
-        if c is None:
-            return None
-        return self._info_from_inspect(c.attrs)
+        a = self._call(f"inspect {name_or_id}", lambda: self._get(f"/containers/{_q(name_or_id)}/json").json(),
+                       missing_ok=True)
+        return None if a is None else _info(a)
 
     def create(self, spec: ContainerSpec) -> ContainerInfo:
         if spec.network:
             self.ensure_network(spec.network)
         for v in spec.volumes:
             self.ensure_volume(v.name)
+        ports: dict[str, list] = {}
+        for p in spec.ports:
+            ports.setdefault(f"{p.container}/{p.protocol}", []).append(
+                {k: v for k, v in (("port", p.host), ("ip", p.host_ip)) if v})
         kwargs = dict(
             name=spec.name,
             environment=dict(spec.environment),
             labels=dict(spec.labels),
-            # libpod 4.3 wants the signal as a number, not a name
-            stop_signal=int(signal.Signals[spec.stop_signal]),
-            stop_timeout=int(round(spec.stop_grace)),
+            stop_signal=int(signal.Signals[spec.stop_signal]),   # libpod 4.3: numbers only
+            stop_timeout=common.grace_seconds(spec.stop_grace),
             ulimits=[{"Name": n, "Soft": s, "Hard": h} for n, (s, h) in spec.ulimits.items()],
             volumes={v.name: {"bind": v.target, "mode": "ro" if v.read_only else "rw"} for v in spec.volumes},
             mounts=[{"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
                     for m in spec.mounts],
-            ports={f"{p.container}/{p.protocol}": ((p.host_ip, p.host) if p.host_ip else p.host)
-                   for p in spec.ports},
+            ports=ports,
         )
         if spec.restart_policy and spec.restart_policy != "no":
             kwargs["restart_policy"] = {"Name": spec.restart_policy}
@@ -162,103 +195,126 @@ class PodmanEngine(Engine):
             kwargs["working_dir"] = spec.workdir
         command = list(spec.command) if spec.command is not None else None
         c = self._call(f"create {spec.name}", lambda: self.client.containers.create(spec.image, command, **kwargs))
-        return self._info_from_inspect(self._call(f"inspect {spec.name}", lambda: self.client.containers.get(c.id)).attrs)
-
-    def _get(self, operation: str, name_or_id: str):
-        return self._call(operation, lambda: self.client.containers.get(name_or_id))
+        info = self.inspect(c.id)
+        if info is None:
+            raise self.error(f"create {spec.name}", "created, then gone before it could be inspected")
+        return info
 
     def start(self, name_or_id):
-        c = self._get(f"start {name_or_id}", name_or_id)
-        if c.status != "running":
-            self._call(f"start {name_or_id}", c.start)
+        # 304 (already running) is fine
+        self._call(f"start {name_or_id}", lambda: self._post(f"/containers/{_q(name_or_id)}/start"))
 
     def stop(self, name_or_id, grace=None):
-        c = self._call(f"stop {name_or_id}", lambda: self.client.containers.get(name_or_id), missing_ok=True)
-        if c is None:
-            return
-        kwargs = {} if grace is None else {"timeout": int(round(grace))}
-        # The HTTP call must outlive the grace period it asks the engine to wait.
-        self._call(f"stop {name_or_id}", lambda: c.stop(**kwargs))
+        op = f"stop {name_or_id}"
+        if grace is None:
+            a = self._call(op, lambda: self._get(f"/containers/{_q(name_or_id)}/json").json(), missing_ok=True)
+            if a is None:
+                return
+            grace = (a.get("Config") or {}).get("StopTimeout", 10)
+        seconds = common.grace_seconds(grace)
+        # Raw call: podman-py's stop() reads a JSON body from a 304 (already stopped), and
+        # the HTTP call must outlive the grace it asks the engine to wait.
+        self._call(op, lambda: self._post(f"/containers/{_q(name_or_id)}/stop", params={"timeout": seconds},
+                                          timeout=(common.CONNECT_TIMEOUT, seconds + common.STOP_MARGIN)),
+                   missing_ok=True)
 
     def remove(self, name_or_id):
-        c = self._call(f"remove {name_or_id}", lambda: self.client.containers.get(name_or_id), missing_ok=True)
-        if c is None:
-            return
-        # v=False: anonymous volumes only anyway; named volumes are never removed here.
-        self._call(f"remove {name_or_id}", lambda: c.remove(force=True, v=False), missing_ok=True)
+        # force + timeout=0: a running container is killed at once (`rm -f` alone waits its
+        # whole stop grace); v=false: named volumes are never touched.
+        self._call(f"remove {name_or_id}",
+                   lambda: self._delete(f"/containers/{_q(name_or_id)}",
+                                        params={"force": True, "v": False, "timeout": 0}),
+                   missing_ok=True)
+
+    def _delete(self, path: str, **kw):
+        r = self.api.delete(path, **kw)
+        r.raise_for_status()
+        return r
 
     def logs(self, name_or_id, tail=50):
-        c = self._call(f"logs {name_or_id}", lambda: self.client.containers.get(name_or_id), missing_ok=True)
-        if c is None:
+        # libpod 4.3's `tail` glues a partial last line ("printf done") onto the line before
+        # it: read the whole log and keep the tail here.
+        data = self._call(f"logs {name_or_id}", lambda: self._get(
+            f"/containers/{_q(name_or_id)}/logs", params={"stdout": True, "stderr": True}).content,
+            missing_ok=True)
+        if data is None:
             return ""
-        out = self._call(f"logs {name_or_id}", lambda: c.logs(stdout=True, stderr=True, tail=tail, stream=False))
-        if isinstance(out, (bytes, bytearray)):
-            return out.decode(errors="replace")
-        return b"".join(out).decode(errors="replace")
+        text = common.demux(data).decode(errors="replace")
+        if tail is None:
+            return text
+        return "".join(text.splitlines(keepends=True)[-tail:]) if tail > 0 else ""
 
     def exec(self, name_or_id, command: Sequence[str], *, environment=None, timeout=None):
-        c = self._get(f"exec in {name_or_id}", name_or_id)
-        argv = list(command)
-        if timeout is not None:
-            # podman-py's exec has no timeout: coreutils `timeout` in the container bounds it
-            argv = ["timeout", "-s", "KILL", str(max(1, int(timeout)))] + argv
+        op = f"exec in {name_or_id}"
+        result = self._call(op, lambda: self._exec(name_or_id, common.exec_argv(command, timeout), environment,
+                                                   timeout))
+        if timeout is not None and common.wrapper_missing(result.exit_code, result.output):
+            # no coreutils `timeout` in this image: run bare, bounded by the HTTP timeout only
+            result = self._call(op, lambda: self._exec(name_or_id, list(command), environment, timeout))
+        return result
 
-        def run():
-            # demux=False returns the raw multiplexed stream (frame headers included)
-            code, output = c.exec_run(argv, environment=dict(environment or {}), demux=True)
-            if isinstance(output, tuple):
-                output = b"".join(x or b"" for x in output)
-            return ExecResult(int(code if code is not None else -1), (output or b"").decode(errors="replace"))
-        return self._call(f"exec in {name_or_id}", run)
+    def _exec(self, name_or_id, argv, environment, timeout) -> ExecResult:
+        body = {"AttachStdout": True, "AttachStderr": True, "Cmd": argv,
+                "Env": [f"{k}={v}" for k, v in (environment or {}).items()]}
+        exec_id = self._post(f"/containers/{_q(name_or_id)}/exec", data=json.dumps(body)).json()["Id"]
+        read = None if timeout is None else timeout + common.EXEC_KILL_AFTER + common.STOP_MARGIN
+        t0 = time.monotonic()
+        out = self._post(f"/exec/{exec_id}/start", data=json.dumps({"Detach": False, "Tty": False}),
+                         timeout=(common.CONNECT_TIMEOUT, read or common.API_TIMEOUT)).content
+        code = self._get(f"/exec/{exec_id}/json").json().get("ExitCode")
+        return _exec_result(code, common.demux(out).decode(errors="replace"), timeout, time.monotonic() - t0)
 
     def wait(self, name_or_id, timeout=None):
-        c = self._get(f"wait {name_or_id}", name_or_id)
+        op = f"wait {name_or_id}"
+
+        def go():
+            # podman-py's wait() falls back to the 60 s client timeout when given None
+            r = self._post(f"/containers/{_q(name_or_id)}/wait", params={"condition": ["stopped", "exited"]},
+                           timeout=(common.CONNECT_TIMEOUT, timeout))
+            return int(r.json())
         try:
-            result = self._call(f"wait {name_or_id}", lambda: c.wait(condition=["stopped", "exited"], timeout=timeout))
+            return self._call(op, go)
         except EngineUnreachable as err:
-            if "timed out" in err.message:
-                raise self.error(f"wait {name_or_id}", f"still running after {timeout}s") from None
+            if timeout is not None and "timed out" in err.message:
+                raise self.error(op, f"still running after {timeout:g}s") from None
             raise
-        if isinstance(result, dict):
-            return int(result.get("StatusCode", -1))
-        return int(result)
 
     # -- networks -----------------------------------------------------------------------
     def ensure_network(self, name, labels=None):
-        exists = self._call(f"inspect network {name}", lambda: self.client.networks.exists(name))
-        if exists:
+        if self._call(f"inspect network {name}", lambda: self.client.networks.exists(name)):
             return
         try:
             self._call(f"create network {name}", lambda: self.client.networks.create(
                 name, driver="bridge", dns_enabled=True, labels=dict(labels or {})))
         except EngineError as err:
-            if "already exists" not in err.message:     # another thread won the race
-                raise
+            if "already exists" not in err.message and "already used" not in err.message:
+                raise                                # (else: another thread won the race)
 
     def remove_network(self, name):
-        net = self._call(f"inspect network {name}", lambda: self.client.networks.get(name), missing_ok=True)
-        if net is not None:
-            self._call(f"remove network {name}", lambda: net.remove(force=True), missing_ok=True)
+        # never force: libpod's force removes the containers attached to the network
+        self._call(f"remove network {name}", lambda: self._delete(f"/networks/{_q(name)}"), missing_ok=True)
 
     def list_networks(self, labels):
-        nets = self._call("list networks", lambda: self.client.networks.list(filters=_label_filters(labels)))
-        return [n.name for n in nets]
+        params = {"filters": _filters(labels)} if labels else {}
+        nets = self._call("list networks", lambda: self._get("/networks/json", params=params).json())
+        return [n["name"] for n in nets or []]
 
     def connect(self, name_or_id, network, aliases=()):
-        net = self._call(f"inspect network {network}", lambda: self.client.networks.get(network))
-        self._call(f"connect {name_or_id} to {network}", lambda: net.connect(name_or_id, aliases=list(aliases)))
+        body = {"container": name_or_id, "aliases": list(aliases)}
+        self._call(f"connect {name_or_id} to {network}",
+                   lambda: self._post(f"/networks/{_q(network)}/connect", data=json.dumps(body)))
 
     def disconnect(self, name_or_id, network):
         info = self.inspect(name_or_id)
-        if info is None or (info.networks and network not in info.networks):
-            return                               # already drained
-        net = self._call(f"inspect network {network}", lambda: self.client.networks.get(network), missing_ok=True)
-        if net is None:
-            return
+        if info is None or network not in info.networks:
+            return                                   # already drained
+        body = {"container": name_or_id, "force": True}
         try:
-            self._call(f"disconnect {name_or_id} from {network}", lambda: net.disconnect(name_or_id, force=True))
+            self._call(f"disconnect {name_or_id} from {network}",
+                       lambda: self._post(f"/networks/{_q(network)}/disconnect", data=json.dumps(body)),
+                       missing_ok=True)
         except EngineError as err:
-            if "not connected" not in err.message and "no such" not in err.message.lower():
+            if "not connected" not in err.message:
                 raise
 
     # -- volumes ---------------------------------------------------------------------------
@@ -272,69 +328,133 @@ class PodmanEngine(Engine):
                 raise
 
     def list_volumes(self, labels):
-        vols = self._call("list volumes", lambda: self.client.volumes.list(filters=_label_filters(labels)))
-        return [v.name for v in vols]
+        params = {"filters": _filters(labels)} if labels else {}
+        vols = self._call("list volumes", lambda: self._get("/volumes/json", params=params).json())
+        return [v["Name"] for v in vols or []]
 
     def remove_volume(self, name):
-        self._call(f"remove volume {name}", lambda: self.client.volumes.remove(name, force=True), missing_ok=True)
+        # never force: libpod's force removes the containers using the volume
+        self._call(f"remove volume {name}", lambda: self._delete(f"/volumes/{_q(name)}"), missing_ok=True)
 
     # -- images ------------------------------------------------------------------------------
     def image(self, ref):
-        img = self._call(f"inspect image {ref}", lambda: self.client.images.get(ref), missing_ok=True)
-        if img is None:
+        a = self._call(f"inspect image {ref}", lambda: self._get(f"/images/{_q(ref)}/json").json(),
+                       missing_ok=True)
+        if a is None:
             return None
-        return ImageInfo(ref, img.id, (img.attrs.get("Labels") or (img.attrs.get("Config") or {}).get("Labels") or {}))
+        return ImageInfo(ref, a.get("Id", ""), a.get("Labels") or (a.get("Config") or {}).get("Labels") or {})
 
     def import_rootfs(self, tar_path, ref):
-        def go():
-            with open(tar_path, "rb") as f:
-                r = self.client.api.post("/images/import", params={"reference": ref}, data=f,
-                                         headers={"Content-Type": "application/x-tar"}, timeout=600)
-            r.raise_for_status()
-        self._call(f"import {ref}", go)
+        op = f"import {ref}"
+        try:
+            f = open(tar_path, "rb")
+        except OSError as err:
+            raise self.error(op, f"cannot read {tar_path}: {err.strerror}") from None
+        with f:
+            self._call(op, lambda: self._post("/images/import", params={"reference": ref}, data=f,
+                                              headers={"Content-Type": "application/x-tar"},
+                                              timeout=(common.CONNECT_TIMEOUT, 600)))
         info = self.image(ref)
         if info is None:
-            raise self.error(f"import {ref}", "import reported success but the image is missing")
+            raise self.error(op, "import reported success but the image is missing")
         return info
 
     def build(self, context_dir, ref, *, containerfile="Containerfile", labels=None, log=None):
+        op = f"build {ref}"
+        params = {"t": ref, "dockerfile": containerfile, "rm": True, "forcerm": True, "layers": True,
+                  "labels": json.dumps(dict(labels or {}))}
+
         def go():
-            image, lines = self.client.images.build(path=context_dir, tag=ref, dockerfile=containerfile,
-                                                    labels=dict(labels or {}), rm=True, timeout=3600)
-            for chunk in lines:
-                if log is not None:
-                    text = chunk.decode(errors="replace") if isinstance(chunk, (bytes, bytearray)) else str(chunk)
-                    for line in text.splitlines():
-                        log(line)
-            return image
-        self._call(f"build {ref}", go)
+            # podman-py's build() returns only after the build: stream the log ourselves
+            tar = podman.api.create_tar(anchor=context_dir, exclude=podman.api.prepare_containerignore(context_dir))
+            try:
+                r = self._post("/build", params=params, data=tar, headers={"Content-Type": "application/x-tar"},
+                               stream=True, timeout=(common.CONNECT_TIMEOUT, 3600))
+                errors = _stream(r, log)
+            finally:
+                tar.close()
+            if errors:
+                raise self.error(op, errors[-1])
+        self._call(op, go)
         info = self.image(ref)
         if info is None:
-            raise self.error(f"build {ref}", "build finished but the image is missing")
+            raise self.error(op, "build finished but the image is missing")
         return info
 
     def tag(self, ref, new_ref):
-        img = self._call(f"inspect image {ref}", lambda: self.client.images.get(ref))
-        from .docker import _split
-        repo, tag = _split(new_ref)
-        self._call(f"tag {ref} as {new_ref}", lambda: img.tag(repo, tag))
+        repo, tag = common.split_ref(new_ref)
+        self._call(f"tag {ref} as {new_ref}",
+                   lambda: self._post(f"/images/{_q(ref)}/tag", params={"repo": repo, "tag": tag}))
 
     def pull(self, ref):
-        self._call(f"pull {ref}", lambda: self.client.images.pull(ref))
+        op = f"pull {ref}"
+
+        def go():
+            # podman-py's pull() returns an empty Image when the pull failed
+            r = self._post("/images/pull", params={"reference": ref, "policy": "always"}, stream=True,
+                           timeout=(common.CONNECT_TIMEOUT, 3600))
+            errors = _stream(r, None)
+            if errors:
+                raise self.error(op, errors[-1])
+        self._call(op, go)
         info = self.image(ref)
         if info is None:
-            raise self.error(f"pull {ref}", "pull finished but the image is missing")
+            raise self.error(op, "pull finished but the image is missing")
         return info
 
     def remove_image(self, ref):
-        self._call(f"remove image {ref}", lambda: self.client.images.remove(ref, force=True), missing_ok=True)
+        # never force: libpod's force removes the containers using the image
+        self._call(f"remove image {ref}", lambda: self._delete(f"/images/{_q(ref)}"), missing_ok=True)
+
+
+# -- reading libpod's answers ---------------------------------------------------------------
+def _info(a: dict) -> ContainerInfo:
+    """ContainerInfo from libpod's inspect format."""
+    state = a.get("State") or {}
+    settings = a.get("NetworkSettings") or {}
+    nets = {name: (n.get("IPAddress") or "", tuple(n.get("Aliases") or ()))
+            for name, n in (settings.get("Networks") or {}).items()}
+    ports = {key: int(binds[0].get("HostPort") or 0)
+             for key, binds in (settings.get("Ports") or {}).items() if binds}
+    config = a.get("Config") or {}
+    return ContainerInfo(id=a["Id"], name=a.get("Name", "").lstrip("/"),
+                         image=a.get("ImageName") or config.get("Image", ""), image_id=a.get("Image", ""),
+                         labels=config.get("Labels") or {}, state=common.normal_state(state.get("Status")),
+                         exit_code=state.get("ExitCode"), started_at=common.started(state.get("StartedAt")),
+                         networks=nets, ports=ports)
+
+
+def _exec_result(code, output: str, timeout, seconds: float) -> ExecResult:
+    code = int(code) if code is not None else -1
+    if timeout is not None and code in (124, 137) and seconds >= timeout:
+        output = f"{output.rstrip()}\n(timed out after {timeout:g}s)".lstrip()
+    return ExecResult(code, output)
+
+
+def _stream(response, log) -> list[str]:
+    """Feed a build/pull JSON stream's text to `log` line by line; return its errors."""
+    errors = []
+    for raw in response.iter_lines():
+        if not raw:
+            continue
+        try:
+            item = json.loads(raw)
+        except ValueError:
+            item = {"stream": raw.decode(errors="replace")}
+        if item.get("error"):
+            errors.append(common.one_line(item["error"]))
+        text = item.get("stream") or item.get("status") or item.get("error") or ""
+        if log is not None:
+            for line in str(text).splitlines():
+                if line.strip():
+                    log(line)
+    return errors
+
+
+def _looks_temporary(text: str) -> bool:
+    text = text.lower()
+    return "timeout" in text or "timed out" in text or "temporarily" in text
 
 
 def _message(err) -> str:
-    text = getattr(err, "explanation", None) or str(err)
-    return " ".join(str(text).split())[:400]
-
-
-def _status(err) -> int | None:
-    response = getattr(err, "response", None)
-    return getattr(response, "status_code", None)
+    return common.one_line(getattr(err, "explanation", None) or str(err))

@@ -1,0 +1,47 @@
+"""The drivers' shared plumbing, without an engine: error reading, frames, refs, grace."""
+from __future__ import annotations
+
+import requests
+import urllib3.exceptions
+
+from controller.engines import common
+
+
+def test_a_refused_connection_is_not_mistaken_for_a_timeout():
+    # urllib3's NewConnectionError subclasses its ConnectTimeoutError
+    refused = requests.exceptions.ConnectionError(urllib3.exceptions.NewConnectionError(None, "refused"))
+    slow = requests.exceptions.ConnectionError(urllib3.exceptions.ReadTimeoutError(None, "/wait", "read timed out"))
+    assert not common.is_timeout(refused) and common.is_transport_error(refused)
+    assert common.is_timeout(slow) and common.is_timeout(requests.exceptions.ReadTimeout())
+
+
+def test_transport_reason_is_a_few_words():
+    err = requests.exceptions.ConnectionError(FileNotFoundError(2, "No such file or directory"))
+    assert common.transport_reason(err) == "no such file or directory"
+
+
+def test_demux_keeps_frame_order_and_a_last_line_without_newline():
+    frames = b"\x01\0\0\0\0\0\0\x04one\n" + b"\x02\0\0\0\0\0\0\x04two\n" + b"\x01\0\0\0\0\0\0\x05three"
+    assert common.demux(frames) == b"one\ntwo\nthree"
+    assert common.demux(b"plain tty text\n") == b"plain tty text\n"
+
+
+def test_image_refs_split_into_repository_and_tag():
+    assert common.split_ref("localhost/tidegate/python:bookworm") == ("localhost/tidegate/python", "bookworm")
+    assert common.split_ref("registry:5000/app") == ("registry:5000/app", "latest")
+    assert common.split_ref("app@sha256:abc") == ("app@sha256:abc", "")
+
+
+def test_grace_is_rounded_up_to_whole_seconds():
+    assert [common.grace_seconds(g) for g in (0, 0.2, 1, 1.5, 10)] == [0, 1, 1, 2, 10]
+
+
+def test_exec_timeout_wraps_the_command_in_coreutils_timeout():
+    assert common.exec_argv(["true"], None) == ["true"]
+    assert common.exec_argv(["sleep", "9"], 2.5) == ["timeout", "-k", "2", "3", "sleep", "9"]
+
+
+def test_states_speak_one_vocabulary():
+    assert [common.normal_state(s) for s in ("configured", "Created", "running", "stopped", "exited")] == [
+        "created", "created", "running", "exited", "exited"]
+    assert common.started("0001-01-01T00:00:00Z") is None
