@@ -88,7 +88,7 @@ def test_rolling_upgrade_starts_successor_before_retiring_predecessor():
     assert seq[-1] == ("job", None, "contract")
     for replica in (0, 1):
         mine = [a for a, r, _ in seq if r == replica]
-        assert mine == ["create", "wait-healthy", "drain", "stop", "remove"]
+        assert mine == ["create", "wait-healthy", "stop", "drain", "remove"]
 
 
 def test_max_unavailable_sets_the_batch_size():
@@ -104,7 +104,7 @@ def test_host_ports_force_in_place_replacement_within_max_unavailable():
     [[sp]] = plan(desired({"haproxy": svc("2025.2", project="haproxy", ports=["8778:8778"])}), observed).waves
     assert sp.strategy == "in-place" and sp.out_at_once == 1
     seq = [(s.action, s.replica) for s in sp.steps if s.action not in ("network", "image")]
-    assert seq[:5] == [("drain", 0), ("stop", 0), ("remove", 0), ("create", 0), ("wait-healthy", 0)]
+    assert seq[:5] == [("stop", 0), ("drain", 0), ("remove", 0), ("create", 0), ("wait-healthy", 0)]
 
 
 def test_recreate_stops_all_before_starting():
