@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 declare -A NEED=(
   [podman]=podman [runc]=runc [aardvark-dns]=aardvark-dns [dockerd]=docker.io
   [mmdebstrap]=mmdebstrap [git]=git [curl]=curl [ip]=iproute2 [iptables]=iptables
+  [nsenter]=util-linux [ssh-keygen]=openssh-client [gpg]=gnupg
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import socket
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -53,6 +55,18 @@ def farm(tmp_path_factory):
     f = EngineFarm(base)
     yield f
     f.stop_all()
+    if not os.environ.get("TIDEGATE_KEEP_FARM"):       # images and layers: ~1 GB per worker
+        remove_tree(base)
+
+
+def remove_tree(base: Path) -> None:
+    """Remove an engine farm's directory, first detaching any mount an engine left in it."""
+    prefix = str(base) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 _built: dict[tuple[str, str, str], str] = {}

@@ -8,12 +8,14 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
 import urllib.parse
+import weakref
 
 import requests
 import urllib3.exceptions
@@ -74,6 +76,17 @@ def one_line(text, limit: int = 400) -> str:
 def grace_seconds(grace: float) -> int:
     """The engines take whole seconds; never give a process less time than asked."""
     return max(0, math.ceil(grace - 1e-9))
+
+
+def signal_number(name: str | int) -> int | None:
+    """SIGTERM, TERM, 15 -> 15; None when it names no signal."""
+    text = str(name).strip().upper()
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signal.Signals[text if text.startswith("SIG") else f"SIG{text}"])
+    except KeyError:
+        return None
 
 
 def demux(data: bytes) -> bytes:
@@ -145,8 +158,14 @@ class SSHTunnel:
         self.remote_socket = u.path if u.path not in ("", "/") else default_socket
         self._dir = local_dir or tempfile.mkdtemp(prefix="tidegate-ssh-")
         self.local_socket = f"{self._dir}/engine.sock"
-        self._proc = None
+        self._procs: list[subprocess.Popen] = []       # the running ssh (one at most)
         self._lock = threading.Lock()
+        # an engine dropped without close() must not leave its ssh running
+        self._finalizer = weakref.finalize(self, _end_tunnel, self._procs, self._dir)
+
+    @property
+    def _proc(self) -> subprocess.Popen | None:
+        return self._procs[0] if self._procs else None
 
     def local_url(self) -> str:
         """unix:// URL of the forwarded socket, (re)starting ssh when needed. Raises
@@ -163,17 +182,21 @@ class SSHTunnel:
                     "-o", "ExitOnForwardFailure=yes", "-o", "StrictHostKeyChecking=accept-new",
                     "-o", "ServerAliveInterval=15", "-o", "StreamLocalBindUnlink=yes",
                     "-L", f"{self.local_socket}:{self.remote_socket}", self.destination]
+            log = f"{self._dir}/ssh.log"        # a file, not a pipe: a long-lived ssh never blocks on it
             try:
-                self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.PIPE, start_new_session=True)
+                with open(log, "wb") as err_file:
+                    self._procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                        stderr=err_file, start_new_session=True))
             except OSError as err:
                 raise ConnectionError(f"cannot run ssh: {err.strerror}") from None
             deadline = time.monotonic() + CONNECT_TIMEOUT + 5
             while not os.path.exists(self.local_socket):
                 if self._proc.poll() is not None:
-                    words = one_line(self._proc.stderr.read().decode(errors="replace"), 200)
-                    self._proc = None
-                    raise ConnectionError(words or "ssh exited")
+                    self._stop()
+                    with open(log, "rb") as f:
+                        words = [line for line in f.read().decode(errors="replace").splitlines()
+                                 if not line.startswith("Warning: Permanently added")]
+                    raise ConnectionError(one_line(" ".join(words), 200) or "ssh exited")
                 if time.monotonic() > deadline:
                     self._stop()
                     raise ConnectionError(f"ssh tunnel to {self.destination} not up after "
@@ -182,15 +205,23 @@ class SSHTunnel:
             return f"unix://{self.local_socket}"
 
     def _stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:        # still alive: kill it (it is ours)
-                self._proc.kill()
-            self._proc = None
+        _end_tunnel(self._procs, None)
 
     def close(self) -> None:
         with self._lock:
-            self._stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
+            self._finalizer()
+
+
+def _end_tunnel(procs: list, directory: str | None) -> None:
+    """Stop the tunnel's ssh (ours, by its Popen) and remove its socket directory."""
+    while procs:
+        proc = procs.pop()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:        # still alive: kill it
+                proc.kill()
+                proc.wait()
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)

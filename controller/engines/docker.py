@@ -88,8 +88,8 @@ class DockerEngine(Engine):
             if common.is_transport_error(err) or "connection" in str(err).lower():
                 raise self._unreachable(operation, err) from None
             raise self.error(operation, _message(err)) from None
-        except ValueError as err:                   # JSON decoding of a garbled answer
-            raise self.error(operation, f"unreadable answer from the engine ({err})") from None
+        except ValueError as err:                   # docker-py's argument checks, garbled JSON
+            raise self.error(operation, common.one_line(err)) from None
         except Exception as err:                    # requests/urllib3/socket/ssh
             if common.is_transport_error(err):
                 raise self._unreachable(operation, err) from None
@@ -120,6 +120,8 @@ class DockerEngine(Engine):
         return None if a is None else _info(a)
 
     def create(self, spec: ContainerSpec) -> ContainerInfo:
+        if common.signal_number(spec.stop_signal) is None:
+            raise self.error(f"create {spec.name}", f"unknown stop signal {spec.stop_signal!r}")
         if spec.network:
             self.ensure_network(spec.network)
         for v in spec.volumes:

@@ -89,7 +89,7 @@ def _clear_stale_bridges(index: int) -> None:
     prefix = f"10.{100 + index}."
     for line in proc.stdout.splitlines():
         parts = line.split()
-        if len(parts) > 3 and parts[3].startswith(prefix) and parts[1].startswith(("podman", "br-", "tgbr")):
+        if len(parts) > 3 and parts[3].startswith(prefix) and parts[1].startswith(("podman", "br-", "tg")):
             subprocess.run(["ip", "link", "del", parts[1]], capture_output=True)
 
 

@@ -29,7 +29,6 @@ podman-py's own session (`client.api`), and says why at the spot. In short:
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
 from typing import Mapping, Sequence
@@ -108,7 +107,7 @@ class PodmanEngine(Engine):
             return fn()
         except EngineError:
             raise
-        except podman.errors.NotFound as err:        # ImageNotFound is a NotFound
+        except (podman.errors.NotFound, podman.errors.ImageNotFound) as err:
             if missing_ok:
                 return missing
             raise self.error(operation, _message(err)) from None
@@ -163,6 +162,9 @@ class PodmanEngine(Engine):
         return None if a is None else _info(a)
 
     def create(self, spec: ContainerSpec) -> ContainerInfo:
+        stop_signal = common.signal_number(spec.stop_signal)
+        if stop_signal is None:
+            raise self.error(f"create {spec.name}", f"unknown stop signal {spec.stop_signal!r}")
         if spec.network:
             self.ensure_network(spec.network)
         for v in spec.volumes:
@@ -175,7 +177,7 @@ class PodmanEngine(Engine):
             name=spec.name,
             environment=dict(spec.environment),
             labels=dict(spec.labels),
-            stop_signal=int(signal.Signals[spec.stop_signal]),   # libpod 4.3: numbers only
+            stop_signal=stop_signal,                  # libpod 4.3 decodes numbers only
             stop_timeout=common.grace_seconds(spec.stop_grace),
             ulimits=[{"Name": n, "Soft": s, "Hard": h} for n, (s, h) in spec.ulimits.items()],
             volumes={v.name: {"bind": v.target, "mode": "ro" if v.read_only else "rw"} for v in spec.volumes},

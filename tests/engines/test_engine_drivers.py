@@ -7,6 +7,7 @@ test creates is registered with `cleanup` before it is created: tests run in par
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -288,6 +289,28 @@ def test_graceful_stop_honours_the_grace_period(engine, base_image, unique, clea
         assert 1.5 < took < grace and engine.inspect(name).exit_code == 0
     else:                                                # killed after the short grace, work unfinished
         assert grace - 0.2 < took < grace + 5 and engine.inspect(name).exit_code == 137
+
+
+def test_one_engine_object_serves_several_threads(engine, base_image, unique, cleanup):
+    name = f"{unique}-busy"
+    cleanup["containers"].append(name)
+    started(engine, name, base_image, ["sleep", "60"], labels={"tidegate.test": unique})
+    errors, outputs = [], []
+
+    def worker(n):
+        try:
+            for i in range(3):
+                assert engine.inspect(name).running
+                assert [c.name for c in engine.list_containers({"tidegate.test": unique})] == [name]
+                outputs.append(engine.exec(name, ["echo", f"{n}-{i}"]).output.strip())
+        except Exception as err:                         # reported below, with its thread
+            errors.append(f"thread {n}: {err!r}")
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and sorted(outputs) == sorted(f"{n}-{i}" for n in range(6) for i in range(3))
 
 
 # -- images -----------------------------------------------------------------------------------

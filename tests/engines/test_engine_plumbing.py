@@ -45,3 +45,7 @@ def test_states_speak_one_vocabulary():
     assert [common.normal_state(s) for s in ("configured", "Created", "running", "stopped", "exited")] == [
         "created", "created", "running", "exited", "exited"]
     assert common.started("0001-01-01T00:00:00Z") is None
+
+
+def test_stop_signals_are_read_by_name_or_number():
+    assert [common.signal_number(s) for s in ("SIGTERM", "term", "SIGQUIT", 15, "SIGNOPE")] == [15, 15, 3, 15, None]

@@ -1,0 +1,61 @@
+"""`tidegate images build|list`: build a cloud's images offline from its recipes."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from controller.errors import CommandError
+
+
+def register(sub):
+    p = sub.add_parser("images", help="build a cloud's images offline (mmdebstrap + engine), or list recipes",
+                       description="Build images from clouds/<cloud>/images/<name>.yaml recipes (Debian suite, "
+                                   "packages, files, command) or <name>/Containerfile contexts, without a registry. "
+                                   "Images are tagged with their recipe hash and rebuilt only when it changes.")
+    p.add_argument("action", choices=("build", "list"))
+    p.add_argument("names", nargs="*", help="recipe names (default: every recipe of the cloud)")
+    p.add_argument("--repo", default=".", help="working tree holding clouds/ (default: current directory)")
+    p.add_argument("--cloud", required=True)
+    p.add_argument("--engine", choices=("podman", "docker"), default="podman", help="engine kind")
+    p.add_argument("--url", help="engine URL (default: the local engine, see `tidegate engine up`)")
+    p.add_argument("--force", action="store_true", help="rebuild even when the recipe hash matches")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from controller import images
+    from controller.engines import EngineError, connect
+    from controller.reconcile import default_engine_url
+
+    folder = Path(args.repo) / "clouds" / args.cloud / "images"
+    if not (Path(args.repo) / "clouds" / args.cloud / "cloud.yaml").is_file():
+        raise CommandError(f"no cloud {args.cloud!r} under {args.repo}/clouds/", 2)
+    names = args.names or images.list_recipes(folder)
+    if args.action == "list":
+        for name in names:
+            try:
+                recipe = images.load_recipe(folder, name)
+            except images.BuildError as err:
+                print(f"{name}: {err}")
+                continue
+            print(f"{name:<24} {recipe.image:<44} {recipe.suite or 'Containerfile':<10} {recipe.hash()}")
+        return 0
+    if not names:
+        raise CommandError(f"no image recipes in {folder}", 2)
+    engine = connect(args.engine, args.url or default_engine_url(args.engine), "local")
+    failed = 0
+    for name in names:
+        try:
+            recipe = images.load_recipe(folder, name)
+            print(f"== {name} → {recipe.image}", flush=True)
+            info, built = images.build(engine, recipe, force=args.force,
+                                       log=lambda line: print(f"   {line}", flush=True))
+            print(f"   {'built' if built else 'up to date'}: {info.id[:19]}")
+        except images.BuildError as err:
+            failed += 1
+            print(f"tidegate: {err}", file=sys.stderr)
+            for line in err.log.splitlines()[-25:]:
+                print(f"   | {line}", file=sys.stderr)
+        except EngineError as err:
+            raise CommandError(str(err), 2) from None
+    return 1 if failed else 0
