@@ -50,8 +50,9 @@ class Outcome:
             return f"converged: {self.steps_done} step(s) in {self.seconds:.1f}s"
         if self.interrupted:
             return f"interrupted after {self.steps_done} step(s); the next reconcile resumes"
-        where = self.failed_step.describe() if self.failed_step else "?"
-        return f"failed at step '{where}': {self.error}"
+        if self.failed_step is None:                 # no step failed: hosts did not answer
+            return f"not converged: {self.error}"
+        return f"failed at step '{self.failed_step.describe()}': {self.error}"
 
 
 Progress = Callable[[str, Step, str], None]   # (event, step, detail); event: start | done | failed | retry

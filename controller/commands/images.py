@@ -12,14 +12,19 @@ def register(sub):
                        description="Build images from clouds/<cloud>/images/<name>.yaml recipes (Debian suite, "
                                    "packages, files, command) or <name>/Containerfile contexts, without a registry. "
                                    "Images are tagged with their recipe hash and rebuilt only when it changes.")
-    p.add_argument("action", choices=("build", "list"))
-    p.add_argument("names", nargs="*", help="recipe names (default: every recipe of the cloud)")
-    p.add_argument("--repo", default=".", help="working tree holding clouds/ (default: current directory)")
-    p.add_argument("--cloud", required=True)
-    p.add_argument("--engine", choices=("podman", "docker"), default="podman", help="engine kind")
-    p.add_argument("--url", help="engine URL (default: the local engine, see `tidegate engine up`)")
-    p.add_argument("--force", action="store_true", help="rebuild even when the recipe hash matches")
-    p.set_defaults(func=run)
+    actions = p.add_subparsers(dest="action", metavar="build|list", required=True)
+    # one sub-parser per action: `images build NAME --cloud C` and `images build --cloud C NAME` both parse
+    for action, text in (("build", "build recipes onto an engine (cached by recipe hash)"),
+                         ("list", "list recipes: name, image, suite, recipe hash")):
+        a = actions.add_parser(action, help=text, description=text)
+        a.add_argument("names", nargs="*", help="recipe names (default: every recipe of the cloud)")
+        a.add_argument("--repo", default=".", help="working tree holding clouds/ (default: current directory)")
+        a.add_argument("--cloud", required=True)
+        if action == "build":
+            a.add_argument("--engine", choices=("podman", "docker"), default="podman", help="engine kind")
+            a.add_argument("--url", help="engine URL (default: the local engine, see `tidegate engine up`)")
+            a.add_argument("--force", action="store_true", help="rebuild even when the recipe hash matches")
+        a.set_defaults(func=run)
 
 
 def run(args) -> int:

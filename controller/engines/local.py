@@ -297,14 +297,18 @@ def _namespace_members(pid: int) -> list[int]:
 
 
 def stop_engine(record: LocalEngine, *, purge: bool = False) -> None:
-    """Stop the engine by its PID. With purge (tests), first remove every container of
-    this instance: podman's containers live on under conmon after the API service stops."""
-    if purge and record.kind == "podman" and _alive(record.pid):
+    """Stop the engine by its PID; its containers stop with it (podman's are stopped
+    first, as dockerd stops its own). With purge (tests), they are removed too."""
+    if record.kind == "podman" and _alive(record.pid):
+        # Containers would live on under conmon after the API service stops, their network
+        # namespaces mounted in this instance's private mount namespace only: a restarted
+        # instance could not use them. Stop them (kept, restartable) as dockerd does on
+        # shutdown; purge removes them.
         env = dict(os.environ, CONTAINERS_CONF=record.containers_conf)
         env.pop("CONTAINER_HOST", None)
-        subprocess.run(["nsenter", f"--mount=/proc/{record.pid}/ns/mnt"] + podman_args(Path(record.dir))
-                       + ["rm", "-a", "-f", "-t", "0"], env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        what = ["rm", "-a", "-f", "-t", "0"] if purge else ["stop", "-a", "-t", "10"]
+        subprocess.run(["nsenter", f"--mount=/proc/{record.pid}/ns/mnt"] + podman_args(Path(record.dir)) + what,
+                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
     if purge and record.kind == "docker" and _alive(record.pid):
         host = ["docker", "-H", record.url]
         ids = subprocess.run(host + ["ps", "-aq"], capture_output=True, text=True, timeout=60).stdout.split()

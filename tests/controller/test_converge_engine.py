@@ -3,6 +3,8 @@ downtime, keeps the old version serving when the new one fails, converges back o
 `git revert`, repairs drift, resumes after a crash, ignores invalid commits."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import BASE_RECIPE, ROOT, build_image
@@ -138,3 +140,95 @@ def test_interrupted_rollout_is_finished_without_duplicates(web):
     final = web.containers("web")
     assert len(final) == 2 and len(set(final) & set(mixed)) == 1   # the successor was reused
     web.wait_serving("2025.2")
+
+
+def test_kill_9_of_tidegate_apply_mid_rollout_then_restart(web):
+    """A real `kill -9` of the controller process after the first successor is healthy:
+    the next run finishes the rollout with no duplicate, and the volume data is intact."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    assert web.put("/data", "before the crash") == 200
+    web.upgrade_web("2025.2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "apply", "--repo", str(web.repo.path), "--cloud", web.name,
+         "--state-dir", str(web.state_dir), "--engine-url", f"{web.engine.kind}={web.engine.url}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line.rstrip())
+        if "[ok]" in line and "wait-healthy" in line:
+            os.kill(proc.pid, signal.SIGKILL)     # no cleanup, no status write: a crash
+            break
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, "\n".join(seen)
+    mixed = web.containers("web")
+    assert len(mixed) == 3, mixed                  # one healthy successor beside the two old replicas
+    status = web.reconcile()
+    assert status.condition() == "Ready", status.render()
+    final = web.containers("web")
+    assert len(final) == 2 and len(set(final) & set(mixed)) == 1      # the successor was reused
+    web.wait_serving("2025.2")
+    assert web.get("/data") == (200, "before the crash")
+
+
+def test_engine_host_down_then_back(farm, kind, tmp_path, unique, base_image):
+    """Two hosts; one engine stops answering: the other host's service is upgraded, the
+    dead host is reported; the engine comes back and the next reconcile finishes the job."""
+    import yaml
+
+    from controller.engines import connect, local
+    from controller.reconcile import Controller
+    from controller.source import Source
+    from tests.validators.helpers import GitRepo
+
+    hosts = {"a": farm.get(kind, 0), "b": farm.get(kind, 1)}
+    engines = {h: connect(kind, r.url, h) for h, r in hosts.items()}
+    build_image(engines["b"], *BASE_RECIPE)                     # `base_image` is on host a
+    repo = GitRepo(tmp_path / "repo")
+
+    for e in engines.values():
+        for release in ("2025.1", "2025.2"):
+            e.tag(base_image, f"localhost/tidegate/svc:{release}")
+
+    def svc(host, release):
+        return yaml.safe_dump({
+            "project": f"p{host}", "release": release, "image": f"localhost/tidegate/svc:{release}", "hosts": [host], "replicas": 1,
+            "command": ["python3", "-m", "http.server", "8080"], "environment": {"RELEASE": release},
+            "health": {"type": "tcp", "port": 8080, "interval": 0.5, "start_period": 20}})
+    folder = f"clouds/{unique}"
+    repo.commit({f"{folder}/cloud.yaml": yaml.safe_dump({"name": unique, "hosts": {
+                     "a": {"engine": kind, "url": hosts["a"].url}, "b": {"engine": kind, "url": hosts["b"].url}}}),
+                 f"{folder}/services/api.yaml": svc("a", "2025.1"),
+                 f"{folder}/services/worker.yaml": svc("b", "2025.1")}, "two hosts")
+
+    def reconcile():
+        return Controller(Source(repo.path), unique, state_dir=tmp_path / "state", engines=engines).reconcile("HEAD")
+
+    def ids(host):
+        return {c.name for c in engines[host].list_containers({"tidegate.cloud": unique})}
+    try:
+        first = reconcile()
+        assert first.condition() == "Ready", first.render()
+        before = {h: ids(h) for h in hosts}
+        local.stop_engine(hosts["b"])                           # host b goes down (its data stays)
+        repo.commit({f"{folder}/services/api.yaml": svc("a", "2025.2"),
+                     f"{folder}/services/worker.yaml": svc("b", "2025.2")}, "both 2025.2")
+        status = reconcile()
+        assert status.condition() != "Ready" and "b" in status.unreachable, status.render()
+        assert "a" not in status.unreachable and ids("a") != before["a"], status.render()   # host a proceeded
+        assert status.services["api"]["running"][0]["release"] == "2025.2"
+        farm.records[f"{kind}1"] = hosts["b"] = local.start_engine(kind, Path(hosts["b"].dir))   # back
+        engines["b"] = connect(kind, hosts["b"].url, "b")
+        status = reconcile()
+        assert status.condition() == "Ready", status.render()
+        assert status.services["worker"]["running"][0]["release"] == "2025.2" and not status.unreachable
+    finally:
+        if not local._alive(hosts["b"].pid):                 # a failed assertion left it down
+            farm.records[f"{kind}1"] = local.start_engine(kind, Path(hosts["b"].dir))
+            engines["b"] = connect(kind, farm.records[f"{kind}1"].url, "b")
+        for h, e in engines.items():
+            for c in e.list_containers({"tidegate.cloud": unique}):
+                e.remove(c.id)
+            e.remove_network(f"tidegate-{unique}")
