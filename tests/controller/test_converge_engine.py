@@ -232,3 +232,29 @@ def test_engine_host_down_then_back(farm, kind, tmp_path, unique, base_image):
             for c in e.list_containers({"tidegate.cloud": unique}):
                 e.remove(c.id)
             e.remove_network(f"tidegate-{unique}")
+
+
+def test_unsigned_commit_is_refused_with_require_signed(web, tmp_path):
+    """--require-signed: an unsigned upgrade is not applied (the containers stay as they
+    are, status says why); the same change signed by a trusted SSH key is applied."""
+    import yaml
+
+    from controller.signing import Verifier
+
+    from .gitrepo import allowed_signers, ssh_key, ssh_signing
+    key = ssh_key(tmp_path / "keys", "operator")
+    signers = allowed_signers(tmp_path / "allowed_signers", [("op@example.net", key)])
+    ctl = web.controller(verify_commit=Verifier(allowed_signers=str(signers)))
+    before = web.containers()
+    unsigned = web.upgrade_web("2025.2")
+    status = ctl.reconcile()
+    assert status.last_applied_revision != unsigned and web.containers() == before
+    assert any(f["rule"] == "source.unsigned" for f in status.findings), status.render()
+    web.wait_serving("2025.1")
+    data = web.service("web")
+    web.repo.git(*ssh_signing(key), "commit", "-q", "-S", "--allow-empty", "-m", "web 2025.2, signed")
+    signed = web.repo.git("rev-parse", "HEAD")
+    status = ctl.reconcile()
+    assert status.condition() == "Ready" and status.last_applied_revision == signed, status.render()
+    assert data["release"] == "2025.2"
+    web.wait_serving("2025.2")
