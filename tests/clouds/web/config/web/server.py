@@ -5,7 +5,9 @@ GET /healthz   -> 200 "ok"                             (tidegate's health check)
 GET /data      -> the content of $DATA_DIR/value        (named-volume persistence)
 PUT /data      -> store the body in $DATA_DIR/value
 On SIGTERM it stops accepting, finishes in-flight requests, and exits 0 — a graceful
-replica. FAIL_MODE=crash exits at once; FAIL_MODE=unhealthy serves 500 on /healthz.
+replica. FAIL_MODE=crash exits at once; FAIL_MODE=unhealthy serves 500 on /healthz;
+FAIL_MODE=error500 is healthy but its API (GET /) answers 500; FAIL_MODE=wipe loses the
+stored value at start (a migration that drops data).
 """
 import json
 import os
@@ -24,6 +26,8 @@ DELAY = float(os.environ.get("RESPONSE_DELAY", "0"))
 if MODE == "crash":
     print("FAIL_MODE=crash: exiting before serving", flush=True)
     sys.exit(3)
+if MODE == "wipe" and os.path.exists(DATA):
+    os.remove(DATA)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -50,6 +54,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(404, "no data", "text/plain")
         if DELAY:
             threading.Event().wait(DELAY)
+        if MODE == "error500":
+            return self._send(500, json.dumps({"error": "internal error", "release": RELEASE}))
         return self._send(200, json.dumps({"release": RELEASE, "replica": REPLICA}))
 
     def do_PUT(self):

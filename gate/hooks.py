@@ -1,0 +1,71 @@
+"""Grenade-style resource hooks: `clouds/<cloud>/tests/<service>/{create,verify,destroy}`.
+
+Contract (also in README): a hook is an executable (any language; `#!` line). It runs
+with the cloud folder as its working directory and gets, besides the caller's PATH:
+
+    TIDEGATE_CLOUD          the (test) cloud's name
+    TIDEGATE_SERVICE        the service the hook belongs to
+    TIDEGATE_PHASE          create | verify | destroy
+    TIDEGATE_HOOK_STATE     a directory kept from create to destroy (ids, names…)
+    TIDEGATE_ENDPOINT_<N>   each endpoint of tests/gate.yaml, e.g. TIDEGATE_ENDPOINT_KEYSTONE
+    OS_AUTH_URL             the `auth` endpoint's URL, when gate.yaml names one
+    …                       the `env` of gate.yaml (credentials)
+
+Exit 0 passes; anything else fails, and the last lines of its output are the message.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PHASES = ("create", "verify", "destroy")
+
+
+@dataclass
+class HookResult:
+    service: str
+    phase: str
+    ok: bool
+    seconds: float
+    output: str
+    code: int | None = None          # exit code; None when it never ran to an end
+
+    @property
+    def message(self) -> str:
+        lines = [ln for ln in self.output.strip().splitlines() if ln.strip()]
+        text = lines[-1] if lines else ("ok" if self.ok else "failed without output")
+        return text if self.ok or self.code is None else f"{text} (exit {self.code})"
+
+
+def find(cloud_dir: Path, phase: str, order: list[str]) -> list[tuple[str, Path]]:
+    """The hooks of one phase, in `order` (dependency order; destroy: reversed by the caller)."""
+    found = []
+    for service in order:
+        path = cloud_dir / "tests" / service / phase
+        if path.is_file():
+            found.append((service, path))
+    return found
+
+
+def run(path: Path, service: str, phase: str, env: dict[str, str], state_dir: Path, cwd: Path,
+        timeout: float) -> HookResult:
+    state = state_dir / service
+    state.mkdir(parents=True, exist_ok=True)
+    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **env,
+            "TIDEGATE_SERVICE": service, "TIDEGATE_PHASE": phase, "TIDEGATE_HOOK_STATE": str(state)}
+    t0 = time.monotonic()
+    if not os.access(path, os.X_OK):
+        return HookResult(service, phase, False, 0.0, f"{path}: not executable (chmod +x, and a #! line)")
+    try:
+        proc = subprocess.run([str(path)], cwd=cwd, env=full, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        out = (err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
+        return HookResult(service, phase, False, time.monotonic() - t0, out + f"\ntimed out after {timeout:g}s")
+    except OSError as err:
+        return HookResult(service, phase, False, time.monotonic() - t0, f"{path}: cannot run: {err.strerror}")
+    return HookResult(service, phase, proc.returncode == 0, time.monotonic() - t0, proc.stdout + proc.stderr,
+                      proc.returncode)

@@ -1,0 +1,137 @@
+"""`tidegate gate` on real engines, with the web test cloud (two replicas behind HAProxy)
+and its hooks (tests/clouds/web/tests/): a good upgrade passes with 0 failed probe
+requests; a crashing image, an API answering 500, and an upgrade that loses the created
+resource each fail with exit 1 naming the service and phase; a forbidden upgrade path
+fails at check, in under a second, without starting anything; two gates share an
+engine; nothing is left behind."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from controller.desired import LABEL_CLOUD, LABEL_MANAGED
+from gate.run import Gate
+from tests.conftest import BASE_RECIPE, ROOT, build_image
+from tests.controller.webcloud import make_web_cloud
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture
+def web(tmp_path, engine, unique, port):
+    images = {"python": build_image(engine, *BASE_RECIPE),
+              "haproxy": build_image(engine, ROOT / "tests/clouds/web/images", "haproxy")}
+    cloud = make_web_cloud(tmp_path, engine, unique, port, images=images)
+    # the hooks and gate.yaml travel with the cloud (make_web_cloud copies the template)
+    assert (cloud.folder / "tests/web/verify").exists()
+    cloud.base = cloud.repo.git("rev-parse", "HEAD")
+    return cloud
+
+
+def leftovers(engine, name: str) -> list[str]:
+    things = [c.name for c in engine.list_containers({LABEL_CLOUD: name})]
+    things += [n for n in engine.list_networks({}) if name in n]
+    things += [v for v in engine.list_volumes({}) if v.startswith(f"{name}-")]
+    return things
+
+
+def gate(web, head, **kw) -> Gate:
+    return Gate(str(web.repo.path), web.name, web.base, head, kind=web.engine.kind, url=web.engine.url,
+                out=lambda line: print(line, flush=True), **kw)
+
+
+def test_a_good_upgrade_passes_two_gates_at_once(web):
+    head = web.upgrade_web("2025.2")
+    gates = [gate(web, head), gate(web, head, matrix=True)]
+    threads = [threading.Thread(target=g.run) for g in gates]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    for g in gates:
+        r = g.report
+        assert r.exit_code == 0, json.dumps(r.as_dict(), indent=1)[:3000]
+        names = [p.name for p in r.phases]
+        assert names == ["check", "images", "base", "smoke+create", "upgrade", "verify", "rollback", "destroy", "teardown"]
+        up = r.probes["upgrade"]["web"]
+        assert up["failed"] == 0 and up["ok"] > 50
+        assert leftovers(web.engine, r.test_cloud) == []
+    assert gates[0].name != gates[1].name
+    matrix_cases = [c.name for p in gates[1].report.phases for c in p.cases]
+    assert "verify:web" in matrix_cases and "verify after rollback:web" in matrix_cases
+    assert web.containers() == {}                   # the real cloud was never touched
+
+
+def failing(web, head) -> Gate:
+    g = gate(web, head, rollback=False)
+    g.run()
+    assert g.report.exit_code == 1, json.dumps(g.report.as_dict(), indent=1)[:3000]
+    assert leftovers(web.engine, g.name) == []      # teardown also after a failure
+    return g
+
+
+def test_an_image_that_crashes_fails_the_upgrade_phase(web):
+    g = failing(web, web.upgrade_web("2025.2", FAIL_MODE="crash"))
+    phase = g.report.failure()
+    assert phase.name == "upgrade" and "web" in phase.message
+    bad = next(c for c in phase.cases if c.ok is False)
+    assert "FAIL_MODE=crash" in bad.output                     # the container's last log lines
+
+
+def test_an_api_answering_500_fails_the_gate(web):
+    g = failing(web, web.upgrade_web("2025.2", FAIL_MODE="error500"))
+    phase = g.report.failure()
+    assert phase.name in ("upgrade", "verify") and ("500" in phase.message or "failed of" in phase.message)
+
+
+def test_a_verify_that_finds_the_resource_gone_fails(web):
+    g = failing(web, web.upgrade_web("2025.2", FAIL_MODE="wipe"))
+    phase = g.report.failure()
+    assert phase.name == "verify" and phase.message.startswith("verify:web") and "gone" in phase.message
+
+
+def test_a_forbidden_upgrade_path_fails_at_check_in_under_a_second(web, tmp_path):
+    head = web.upgrade_web("2026.2")                 # 2025.1 → 2026.2: neither N+1 nor SLURP → SLURP
+    junit = tmp_path / "gate.xml"
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", "gate", "--repo", str(web.repo.path),
+                           "--cloud", web.name, "--base", web.base, "--head", head,
+                           "--engine", f"{web.engine.kind}={web.engine.url}", "--junit", str(junit)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    took = time.monotonic() - t0
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "check: FAILED" in proc.stdout and "[transition." in proc.stdout and "must not merge" in proc.stdout
+    assert took < 1.5, took                          # CLI start-up included; the check itself is far under 1 s
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "1" and suite.find("testcase").get("classname") == "gate.check"
+    managed = [c.name for c in web.engine.list_containers({LABEL_MANAGED: "tidegate"}) if c.name.startswith("gate-")]
+    assert managed == []                              # nothing was started
+
+
+def test_junit_names_every_phase_and_the_cli_exit_codes(web, tmp_path):
+    head = web.upgrade_web("2025.2")
+    junit, report = tmp_path / "gate.xml", tmp_path / "gate.json"
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", "gate", "--repo", str(web.repo.path),
+                           "--cloud", web.name, "--base", web.base, "--head", head, "--no-rollback",
+                           "--engine", f"{web.engine.kind}={web.engine.url}", "--junit", str(junit),
+                           "--json", str(report)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    suite = ET.parse(junit).getroot().find("testsuite")
+    classes = {tc.get("classname") for tc in suite.iter("testcase")}
+    assert classes == {f"gate.{p}" for p in ("check", "images", "base", "smoke+create", "upgrade", "verify",
+                                              "rollback", "destroy", "teardown")}
+    assert suite.get("failures") == "0" and suite.get("skipped") == "1"     # the rollback, skipped
+    doc = json.loads(report.read_text())
+    assert doc["result"] == "pass" and doc["probes"]["upgrade"]["web"]["failed"] == 0
+    # exit 2: the gate could not run (no engine there)
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", "gate", "--repo", str(web.repo.path),
+                           "--cloud", web.name, "--base", web.base, "--head", head,
+                           "--engine", f"podman=unix://{tmp_path}/none.sock"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2 and "could not run" in proc.stdout, proc.stdout + proc.stderr
