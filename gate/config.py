@@ -68,9 +68,11 @@ def load(data: bytes | None, where: str) -> GateConfig:
     for name, spec in (doc.get("endpoints") or {}).items():
         if not isinstance(spec, dict) or not isinstance(spec.get("service"), str) or not isinstance(spec.get("port"), int):
             raise GateConfigError(f"{where}: endpoints.{name}: needs service (a name) and port (a number)")
-        status = spec.get("status") or ()
-        endpoints.append(Endpoint(str(name), spec["service"], spec["port"], str(spec.get("path", "/")),
-                                  tuple(int(s) for s in (status if isinstance(status, list) else [status]))))
+        status = spec.get("status", [])
+        status = status if isinstance(status, list) else [status]
+        if not all(isinstance(s, int) and 100 <= s <= 599 for s in status):
+            raise GateConfigError(f"{where}: endpoints.{name}.status: expected HTTP status codes")
+        endpoints.append(Endpoint(str(name), spec["service"], spec["port"], str(spec.get("path", "/")), tuple(status)))
     names = {e.name for e in endpoints}
     auth = doc.get("auth")
     if auth is not None and auth not in names:
