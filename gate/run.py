@@ -564,26 +564,8 @@ class Gate:
 
 def remove_test_cloud(engine, name: str) -> list[str]:
     """Remove every container, network and volume of test cloud `name`; what is left."""
-    from controller.desired import LABEL_CLOUD
-    from controller.engines import EngineError
-    left = []
-    for c in engine.list_containers({LABEL_CLOUD: name}):
-        try:
-            engine.remove(c.id)
-        except EngineError as err:
-            left.append(f"container {c.name} ({err.message})")
-    for net in set(engine.list_networks({LABEL_CLOUD: name})) | {f"tidegate-{name}"}:
-        try:
-            engine.remove_network(net)
-        except EngineError as err:
-            left.append(f"network {net} ({err.message})")
-    for vol in engine.list_volumes({}):
-        if vol.startswith(f"{name}-"):
-            try:
-                engine.remove_volume(vol)
-            except EngineError as err:
-                left.append(f"volume {vol} ({err.message})")
-    return left
+    from controller.teardown import remove_cloud
+    return remove_cloud(engine, name, volumes=True, graceful=False)[1]
 
 
 def write_json(report: Report, path: str) -> None:

@@ -42,6 +42,7 @@ def register(sub):
     p.add_argument("--state-dir", default=DEFAULT_STATE)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_status)
+    register_down(sub)
 
 
 def urls(pairs: list[str]) -> dict[str, str]:
@@ -112,3 +113,38 @@ def run_status(args) -> int:
         raise CommandError(f"no status for cloud {args.cloud!r} in {args.state_dir} (never applied here?)", 2)
     print(json.dumps(status.as_dict(), indent=2) if args.json else status.render())
     return 0
+
+
+def register_down(sub):
+    p = sub.add_parser("down", help="remove a cloud's containers and networks (volumes only with --volumes)",
+                       description="Stop (gracefully) and remove every container and network labelled with the "
+                                   "cloud on each of its hosts. Named volumes — the cloud's data — stay unless "
+                                   "--volumes is given. Unlabelled containers are never touched.")
+    _common(p)
+    p.add_argument("--volumes", action="store_true", help="also remove the cloud's named volumes (its data)")
+    p.set_defaults(func=run_down)
+
+
+def run_down(args) -> int:
+    from controller.engines import EngineError
+    from controller.teardown import remove_cloud
+    ctl = controller(args)
+    try:
+        target = ctl.target(args.rev)
+    except RepoError as err:
+        raise CommandError(str(err), 2) from None
+    if target.desired is None:
+        raise CommandError(f"{args.repo}: clouds/{args.cloud} at {args.rev} does not load; fix it first", 2)
+    left_any = False
+    for host, engine in ctl.engines(target.desired).items():
+        try:
+            removed, left = remove_cloud(engine, args.cloud, volumes=args.volumes)
+        except EngineError as err:
+            print(f"{host}: {err}", file=sys.stderr)
+            left_any = True
+            continue
+        print(f"{host}: removed {len(removed)} item(s)" + (f"; left {', '.join(left)}" if left else ""))
+        left_any |= bool(left)
+    if not args.volumes:
+        print("named volumes kept (--volumes removes them)")
+    return 2 if left_any else 0

@@ -258,3 +258,21 @@ def test_unsigned_commit_is_refused_with_require_signed(web, tmp_path):
     assert status.condition() == "Ready" and status.last_applied_revision == signed, status.render()
     assert data["release"] == "2025.2"
     web.wait_serving("2025.2")
+
+
+def test_down_removes_containers_and_networks_and_keeps_volumes_unless_asked(web):
+    import subprocess
+    import sys
+    assert web.put("/data", "keep me") == 200
+    argv = [sys.executable, "-m", "controller.cli", "down", "--repo", str(web.repo.path), "--cloud", web.name,
+            "--state-dir", str(web.state_dir), "--engine-url", f"{web.engine.kind}={web.engine.url}"]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and "named volumes kept" in proc.stdout, proc.stdout + proc.stderr
+    assert web.containers() == {} and f"tidegate-{web.name}" not in web.engine.list_networks({})
+    assert f"{web.name}-web-data" in web.engine.list_volumes({})
+    assert web.reconcile().condition() == "Ready"              # up again: the data is still there
+    web.wait_serving("2025.1")
+    assert web.get("/data") == (200, "keep me")
+    proc = subprocess.run(argv + ["--volumes"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert web.containers() == {} and f"{web.name}-web-data" not in web.engine.list_volumes({})
