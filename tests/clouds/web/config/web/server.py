@@ -32,6 +32,7 @@ if MODE == "wipe" and os.path.exists(DATA):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 2          # an idle keep-alive connection ends: a stopping replica is not held open
 
     def _send(self, code, body, ctype="application/json"):
         data = body.encode()
