@@ -24,6 +24,25 @@ from pathlib import Path
 PHASES = ("create", "verify", "destroy")
 
 
+def endpoint_url(config, ports, name: str) -> str:
+    """http://127.0.0.1:<host port><path> of a gate.yaml endpoint in a test cloud."""
+    e = config.endpoint(name)
+    port = ports.lookup(e.service, e.port)
+    if port is None:
+        raise LookupError(f"tests/gate.yaml: endpoints.{name}: service {e.service} publishes no port {e.port}")
+    return f"http://127.0.0.1:{port}{e.path}"
+
+
+def environment(config, ports, cloud: str) -> dict[str, str]:
+    """What every hook gets (see the module's contract)."""
+    env = {"TIDEGATE_CLOUD": cloud, **config.env}
+    for e in config.endpoints:
+        env[f"TIDEGATE_ENDPOINT_{e.name.upper().replace('-', '_')}"] = endpoint_url(config, ports, e.name)
+    if config.auth:
+        env["OS_AUTH_URL"] = endpoint_url(config, ports, config.auth)
+    return env
+
+
 @dataclass
 class HookResult:
     service: str

@@ -381,19 +381,16 @@ class Gate:
         return self._order(base)
 
     def endpoint_url(self, name: str) -> str:
-        e = self.config.endpoint(name)
-        port = self.ports.lookup(e.service, e.port)
-        if port is None:
-            raise GateError(f"{gate_config.FILE}: endpoints.{name}: service {e.service} publishes no port {e.port}")
-        return f"http://127.0.0.1:{port}{e.path}"
+        try:
+            return hooks.endpoint_url(self.config, self.ports, name)
+        except LookupError as err:
+            raise GateError(str(err)) from None
 
     def hook_env(self) -> dict[str, str]:
-        env = {"TIDEGATE_CLOUD": self.name, **self.config.env}
-        for e in self.config.endpoints:
-            env[f"TIDEGATE_ENDPOINT_{e.name.upper().replace('-', '_')}"] = self.endpoint_url(e.name)
-        if self.config.auth:
-            env["OS_AUTH_URL"] = self.endpoint_url(self.config.auth)
-        return env
+        try:
+            return hooks.environment(self.config, self.ports, self.name)
+        except LookupError as err:
+            raise GateError(str(err)) from None
 
     def _smoke(self, p: Phase, label: str) -> None:
         for e in self.config.endpoints:
