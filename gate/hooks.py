@@ -73,7 +73,8 @@ def run(path: Path, service: str, phase: str, env: dict[str, str], state_dir: Pa
         timeout: float) -> HookResult:
     state = state_dir / service
     state.mkdir(parents=True, exist_ok=True)
-    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **env,
+    # no __pycache__ written into the cloud folder (a git working tree)
+    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", **env,
             "TIDEGATE_SERVICE": service, "TIDEGATE_PHASE": phase, "TIDEGATE_HOOK_STATE": str(state)}
     t0 = time.monotonic()
     if not os.access(path, os.X_OK):

@@ -41,6 +41,7 @@ class DockerEngine(Engine):
         self._client: docker.DockerClient | None = None
         self._tunnel: common.SSHTunnel | None = None
         self._lock = threading.Lock()
+        self._network_lock = threading.Lock()
 
     # -- plumbing -----------------------------------------------------------------
     @property
@@ -222,15 +223,24 @@ class DockerEngine(Engine):
         return next((n for n in nets if n.name == name), None)      # the name filter matches substrings
 
     def ensure_network(self, name, labels=None):
-        if self._network(name) is not None:
-            return
-        try:
-            # a user-defined bridge network: docker's embedded DNS resolves names and aliases
-            self._call(f"create network {name}", lambda: self.client.networks.create(
-                name, driver="bridge", labels=dict(labels or {}), check_duplicate=True))
-        except EngineError as err:
-            if "already exists" not in err.message:
-                raise                               # (else: another thread won the race)
+        # Docker keys networks by id: two concurrent creates of one name make two networks
+        # (CheckDuplicate is ignored by recent engines) and every later use of the name is
+        # "ambiguous". One create at a time per engine object, and a duplicate made by
+        # another process is removed again (the oldest network wins; it is empty so far).
+        with self._network_lock:
+            if self._network(name) is not None:
+                return
+            try:
+                # a user-defined bridge network: docker's embedded DNS resolves names and aliases
+                self._call(f"create network {name}", lambda: self.client.networks.create(
+                    name, driver="bridge", labels=dict(labels or {}), check_duplicate=True))
+            except EngineError as err:
+                if "already exists" not in err.message:
+                    raise
+            same = [n for n in self._call("list networks", lambda: self.client.networks.list(names=[name]))
+                    if n.name == name]
+            for extra in sorted(same, key=lambda n: n.attrs.get("Created", ""))[1:]:
+                self._call(f"remove duplicate network {name}", extra.remove, missing_ok=True)
 
     def remove_network(self, name):
         net = self._network(name)

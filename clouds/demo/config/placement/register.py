@@ -1,0 +1,70 @@
+"""Register Placement in Keystone (idempotent): the `placement` user with the admin role in
+the `service` project, the `placement` service, and its endpoints. Run as a bootstrap job
+from the placement image (stdlib only); credentials come from the environment."""
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+AUTH = os.environ["OS_AUTH_URL"].rstrip("/")
+
+
+def call(method, path, body=None, token=None, ok=(200, 201, 204)):
+    req = urllib.request.Request(AUTH + path, method=method, data=json.dumps(body).encode() if body else None,
+                                 headers={"Content-Type": "application/json", **({"X-Auth-Token": token} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            data = r.read()
+            return r.status, (json.loads(data) if data else {}), r.headers
+    except urllib.error.HTTPError as err:
+        if err.code in ok:
+            return err.code, {}, err.headers
+        raise SystemExit(f"register: {method} {path}: HTTP {err.code}: {err.read()[:300]!r}")
+
+
+def token():
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": os.environ["OS_USERNAME"], "domain": {"id": "default"}, "password": os.environ["OS_PASSWORD"]}}},
+        "scope": {"project": {"name": os.environ["OS_PROJECT_NAME"], "domain": {"id": "default"}}}}}
+    for attempt in range(60):                      # keystone may still be starting
+        try:
+            _, _, headers = call("POST", "/auth/tokens", body)
+            return headers["X-Subject-Token"]
+        except (OSError, SystemExit) as err:
+            last = err
+            time.sleep(2)
+    raise SystemExit(f"register: no token from {AUTH}: {last}")
+
+
+def find_or_create(tok, kind, plural, query, body):
+    _, found, _ = call("GET", f"/{plural}?{query}", token=tok)
+    if found[plural]:
+        return found[plural][0]["id"]
+    _, made, _ = call("POST", f"/{plural}", {kind: body}, token=tok)
+    return made[kind]["id"]
+
+
+def main():
+    tok = token()
+    project = find_or_create(tok, "project", "projects", "name=service",
+                             {"name": "service", "domain_id": "default", "description": "service users"})
+    user = find_or_create(tok, "user", "users", "name=placement",
+                          {"name": "placement", "domain_id": "default", "password": os.environ["PLACEMENT_PASSWORD"]})
+    _, roles, _ = call("GET", "/roles?name=admin", token=tok)
+    call("PUT", f"/projects/{project}/users/{user}/roles/{roles['roles'][0]['id']}", token=tok)
+    service = find_or_create(tok, "service", "services", "type=placement",
+                             {"name": "placement", "type": "placement", "description": "Placement API"})
+    _, eps, _ = call("GET", f"/endpoints?service_id={service}", token=tok)
+    have = {e["interface"] for e in eps["endpoints"]}
+    for interface, url in (("public", os.environ["PLACEMENT_PUBLIC_URL"]), ("internal", "http://placement:8778"),
+                           ("admin", "http://placement:8778")):
+        if interface not in have:
+            call("POST", "/endpoints", {"endpoint": {"service_id": service, "interface": interface, "url": url,
+                                                     "region_id": "RegionOne"}}, token=tok)
+    print(f"register: placement user {user} in project service, service {service}, endpoints ok")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
