@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,7 +21,22 @@ class APIError(SystemExit):
 
 
 def request(method: str, url: str, body=None, token: str | None = None, headers: dict | None = None,
-            ok=(200, 201, 202, 204)) -> tuple[int, dict, dict]:
+            ok=(200, 201, 202, 204), retry_503: float = 20.0) -> tuple[int, dict, dict]:
+    """One API call. A 503 is retried for up to `retry_503` seconds (said on stderr):
+    keystonemiddleware answers 503 while it cannot reach Keystone yet, as a client sees
+    right after a service was deployed; anything else fails at once."""
+    deadline = time.monotonic() + retry_503
+    while True:
+        try:
+            return _request(method, url, body, token, headers, ok)
+        except APIError as err:
+            if " HTTP 503: " not in str(err) or time.monotonic() > deadline:
+                raise
+            print(f"retrying after {err}"[:300], file=sys.stderr)
+            time.sleep(1)
+
+
+def _request(method, url, body, token, headers, ok):
     head = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
     if token:
         head["X-Auth-Token"] = token
