@@ -192,6 +192,12 @@ class Controller:
             status.pending_contract.pop(svc, None)
             status.contracted[svc] = {"hash": desired.services[svc].hash, "revision": desired.commit, "at": now()}
         status.last_duration = outcome.seconds
+        if outcome.ok:
+            # an upgrade whose contract is pending but which is no longer desired (reverted,
+            # or superseded) has nothing left to contract: its window closed with it
+            for svc, h in list(status.pending_contract.items()):
+                if svc not in desired.services or desired.services[svc].hash != h:
+                    status.pending_contract.pop(svc)
         self._observe_into(status, desired)
         if outcome.ok and unreachable:
             outcome.ok, outcome.temporary = False, True

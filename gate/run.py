@@ -244,10 +244,15 @@ class Gate:
     def _run(self) -> None:
         try:
             source = pygit2.Repository(self.repo_path)
-            base_commit = source.revparse_single(self.base_rev).peel(pygit2.Commit)
-            head_commit = source.revparse_single(self.head_rev).peel(pygit2.Commit)
-        except (pygit2.GitError, KeyError, ValueError) as err:
-            raise GateError(f"{self.repo_path}: {err}") from None
+        except pygit2.GitError as err:
+            raise GateError(f"{self.repo_path}: not a git repository ({err})") from None
+        commits = []
+        for rev in (self.base_rev, self.head_rev):
+            try:
+                commits.append(source.revparse_single(rev).peel(pygit2.Commit))
+            except (pygit2.GitError, KeyError, ValueError):
+                raise GateError(f"{self.repo_path}: unknown revision {rev!r}") from None
+        base_commit, head_commit = commits
         self.report.base, self.report.head = str(base_commit.id), str(head_commit.id)
 
         self._check()
