@@ -5,6 +5,15 @@ successor that fails its gate is removed. The controller and the gate both use i
 
 Errors are classified (STYLE.md #5): an engine that does not answer is temporary and the
 step is retried with backoff; a failed job or health gate is permanent for this commit.
+
+Stopping: `cancel` (the controller's SIGTERM) lets the step in progress finish, health
+gates included, and starts no other; the outcome is "interrupted" and the next reconcile
+resumes. An exception in the caller's thread (Ctrl-C in the gate) also cuts a health
+wait short, so teardown is not kept waiting.
+
+Migration phases are journalled step by step (`journal`), not at the end of the run: a
+controller killed between the last replica and the contract job must still know, when it
+restarts, that the contract is owed.
 """
 from __future__ import annotations
 
@@ -41,8 +50,6 @@ class Outcome:
     error: str = ""
     logs: str = ""                                   # last lines of the failing container
     temporary: bool = False                          # worth retrying as is (engine trouble)
-    contracted: set = field(default_factory=set)     # services whose contract phase ran
-    expanded: dict = field(default_factory=dict)     # service -> hash: expand/migrate ran, contract pending
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -56,18 +63,20 @@ class Outcome:
 
 
 Progress = Callable[[str, Step, str], None]   # (event, step, detail); event: start | done | failed | retry
+Journal = Callable[[Step], None]              # called (serialised) after each step that succeeded
 
 
 class Executor:
     def __init__(self, engines: dict[str, Engine], desired: Desired, *, config_root: str,
                  progress: Progress | None = None, cancel: threading.Event | None = None,
-                 health_timeout_floor: float = 0.0):
+                 journal: Journal | None = None):
         self.engines = engines
         self.desired = desired
         self.config_root = config_root
         self.progress = progress or (lambda event, step, detail: None)
         self.cancel = cancel or threading.Event()
-        self.health_timeout_floor = health_timeout_floor
+        self.journal = journal or (lambda step: None)
+        self._abort = threading.Event()           # cuts health waits short: the caller is gone
         self._lock = threading.Lock()
 
     # -- running a plan ------------------------------------------------------
@@ -79,7 +88,14 @@ class Executor:
                 outcome.ok, outcome.interrupted = False, True
                 break
             with ThreadPoolExecutor(max_workers=max(1, len(wave)), thread_name_prefix="tidegate-svc") as pool:
-                results = list(pool.map(lambda sp: self._run_service(sp, outcome), wave))
+                try:
+                    results = list(pool.map(lambda sp: self._run_service(sp, outcome), wave))
+                except BaseException:
+                    # KeyboardInterrupt in this thread: the workers stop at their next step
+                    # (and leave health waits) before the pool's exit waits for them
+                    self.cancel.set()
+                    self._abort.set()
+                    raise
             if not all(results):
                 outcome.ok = False
                 break
@@ -109,11 +125,7 @@ class Executor:
             self.progress("done", step, f"{time.monotonic() - t0:.1f}s")
             with self._lock:
                 outcome.steps_done += 1
-                if step.action == "job" and step.phase in ("expand", "migrate"):
-                    outcome.expanded[step.service] = self.desired.services[step.service].hash
-                if step.action == "job" and step.phase == "contract":
-                    outcome.contracted.add(step.service)
-                    outcome.expanded.pop(step.service, None)
+                self.journal(step)
             if step.action == "create":
                 created.append(step)
             elif step.action == "wait-healthy":
@@ -189,7 +201,7 @@ class Executor:
         if info is None:
             raise StepFailed(step, f"{step.container} vanished before it became healthy")
         result = wait_healthy(engine, info, ds.service.health, network=self.desired.cloud.network,
-                              cancel=self.cancel)
+                              cancel=self._abort)
         if not result.ok:
             raise StepFailed(step, f"{step.container} did not become healthy: {result.reason}",
                              engine.logs(step.container, tail=LOG_TAIL))

@@ -71,6 +71,7 @@ class Plan:
     waves: tuple[tuple[ServicePlan, ...], ...]
     untouched: tuple[str, ...]
     blocked: tuple[tuple[str, str], ...] = ()     # (host, why) not planned this time
+    unobserved: tuple[str, ...] = ()              # services with replicas on a blocked host
 
     @property
     def empty(self) -> bool:
@@ -91,6 +92,7 @@ class Plan:
             "waves": [[dict(asdict(sp), steps=[asdict(s) for s in sp.steps]) for sp in wave]
                       for wave in self.waves],
             "untouched": list(self.untouched),
+            "unobserved": list(self.unobserved),
             "blocked": [{"host": h, "reason": r} for h, r in self.blocked],
         }
 
@@ -100,7 +102,8 @@ class Plan:
     def render(self) -> str:
         lines = [f"plan for cloud {self.cloud} at {self.commit[:12]}"]
         if self.empty:
-            lines.append("  nothing to do: every service runs its desired spec")
+            lines.append("  nothing to do on the hosts that answered" if self.blocked
+                         else "  nothing to do: every service runs its desired spec")
         for i, wave in enumerate(self.waves, 1):
             lines.append(f"wave {i}:")
             for sp in wave:
@@ -114,6 +117,8 @@ class Plan:
                     lines.append(f"    {n:>2}. {step.describe()}")
         if self.untouched:
             lines.append(f"untouched: {', '.join(self.untouched)}")
+        if self.unobserved:
+            lines.append(f"unknown (a host did not answer): {', '.join(self.unobserved)}")
         for host, why in self.blocked:
             lines.append(f"blocked: host {host}: {why}")
         lines.append(f"estimate: ~{self.estimate:.0f}s")
@@ -140,14 +145,17 @@ def plan(desired: Desired, observed: Observed, *, pending_contract: dict | None 
     down = observed.unreachable
     plans: dict[str, ServicePlan] = {}
     untouched: list[str] = []
+    unobserved: list[str] = []
     blocked: set[tuple[str, str]] = {(h, "engine did not answer; retried at the next reconcile") for h in down}
 
     for name, ds in desired.services.items():
         sp = _plan_service(desired, ds, observed.of(name), down, pending_contract.get(name))
-        if sp is None:
-            untouched.append(name)
-        else:
+        if sp is not None:
             plans[name] = sp
+        elif any(h in down for h in ds.service.placement):
+            unobserved.append(name)           # not "untouched": we could not look
+        else:
+            untouched.append(name)
 
     for name in sorted({c.service for c in observed.containers} - set(desired.services)):
         steps = []
@@ -162,7 +170,7 @@ def plan(desired: Desired, observed: Observed, *, pending_contract: dict | None 
                                       estimate=sum(_est(s, None) for s in steps))
 
     return Plan(cloud.name, desired.commit, _waves(desired, plans), tuple(untouched),
-                tuple(sorted(blocked)))
+                tuple(sorted(blocked)), tuple(unobserved))
 
 
 def _retire(c: Container, note: str = "") -> list[Step]:
@@ -206,7 +214,8 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
     active = [r for r in replicas if r.host not in down]
     surplus = [c for c in surplus if c.host not in down]
     work = [r for r in active if r.good is None or r.stale]
-    if not work and not surplus and not (pending_hash == ds.hash and _contract_due(desired)):
+    contract_owed = pending_hash == ds.hash and _contract_due(desired) and bool(svc.upgrade.phase("contract"))
+    if not work and not surplus and not contract_owed:
         return None
 
     old_releases = {Release.parse(c.release) for c in found if c.hash != ds.hash and c.release}
@@ -359,19 +368,24 @@ def _levels(desired: Desired) -> dict[str, int]:
         if svc.role == "agent":
             edges[name] |= controls[svc.project]
         edges[name].discard(name)
+    # Iterative depth-first walk (a chain of thousands of services must not hit Python's
+    # recursion limit). A cycle — the validators reject those — is broken where it closes.
     level: dict[str, int] = {}
-
-    def depth(name: str, seen: frozenset) -> int:
-        if name in level:
-            return level[name]
-        if name in seen:          # a cycle (the validators reject these); break it
-            return 0
-        d = 1 + max((depth(dep, seen | {name}) for dep in edges[name]), default=-1)
-        level[name] = d
-        return d
-
-    for name in services:
-        depth(name, frozenset())
+    for root in services:
+        if root in level:
+            continue
+        stack = [(root, iter(sorted(edges[root])))]
+        on_path = {root}
+        while stack:
+            name, deps = stack[-1]
+            dep = next(deps, None)
+            if dep is None:
+                stack.pop()
+                on_path.discard(name)
+                level[name] = 1 + max((level.get(d, -1) for d in edges[name] if d not in on_path), default=-1)
+            elif dep not in level and dep not in on_path:
+                stack.append((dep, iter(sorted(edges[dep]))))
+                on_path.add(dep)
     return level
 
 

@@ -152,13 +152,16 @@ class Controller:
                 self._applied(status, desired, the_plan, outcome)
             return self._finish(status, desired)
 
+        if outcome.interrupted:              # stopped on request (SIGTERM): not a failure; resumed later
+            status.reconciling, status.reason, status.message = True, "Interrupted", outcome.summary()
+            status.save(self.state_dir)
+            return status
+
         # A failed rollout: report it, and go back to the last good state.
         status.errors_total += 1
         step = outcome.failed_step.describe() if outcome.failed_step else ""
         status.failure = {"revision": desired.commit, "step": step, "error": outcome.error, "logs": outcome.logs}
-        if outcome.interrupted:
-            status.reconciling, status.reason, status.message = True, "Interrupted", outcome.summary()
-        elif outcome.temporary:
+        if outcome.temporary:
             status.reconciling, status.stalled = True, False
             status.reason, status.message = "EngineUnavailable", outcome.summary()
         else:
@@ -184,13 +187,9 @@ class Controller:
         status.message = f"converging to {desired.commit[:12]}"
         status.save(self.state_dir)
         executor = Executor(self.engines(desired), desired, config_root=self.config_root(),
-                            progress=self.progress, cancel=self.cancel)
+                            progress=self.progress, cancel=self.cancel,
+                            journal=lambda step: self._journal(status, desired, step))
         outcome = executor.run(the_plan)
-        for svc, h in outcome.expanded.items():
-            status.pending_contract[svc] = h
-        for svc in outcome.contracted:
-            status.pending_contract.pop(svc, None)
-            status.contracted[svc] = {"hash": desired.services[svc].hash, "revision": desired.commit, "at": now()}
         status.last_duration = outcome.seconds
         if outcome.ok:
             # an upgrade whose contract is pending but which is no longer desired (reverted,
@@ -203,6 +202,21 @@ class Controller:
             outcome.ok, outcome.temporary = False, True
             outcome.error = "; ".join(f"host {h}: {e}" for h, e in unreachable.items())
         return outcome, the_plan
+
+    def _journal(self, status: Status, desired: Desired, step) -> None:
+        """Record a migration phase the moment it ran (saved at once: a kill -9 right after
+        must not forget that a contract is owed, or that the rollback window closed)."""
+        if step.action != "job" or step.phase not in ("expand", "migrate", "contract"):
+            return
+        ds = desired.services[step.service]
+        if step.phase == "contract":
+            status.pending_contract.pop(step.service, None)
+            status.contracted[step.service] = {"hash": ds.hash, "revision": desired.commit, "at": now()}
+        elif ds.service.upgrade.phase("contract"):        # nothing is owed by an upgrade without one
+            status.pending_contract[step.service] = ds.hash
+        else:
+            return
+        status.save(self.state_dir)
 
     def _applied(self, status: Status, desired: Desired, the_plan: Plan | None, outcome: Outcome) -> None:
         first = status.last_applied_revision != desired.commit

@@ -39,6 +39,7 @@ class Probe:
     name: str
     url: str
     accepted: tuple[int, ...] = ()
+    pause: float = PAUSE                     # between two requests; 0: as fast as one client goes
     ok: int = 0
     failed: int = 0
     longest_gap: float = 0.0
@@ -68,7 +69,8 @@ class Probe:
                 self.failed += 1
                 if len(self.errors) < 20:
                     self.errors.append(f"{time.strftime('%H:%M:%S')} {f'HTTP {status}' if status else error}")
-            self._stop.wait(PAUSE)
+            if self.pause:
+                self._stop.wait(self.pause)
         self.longest_gap = max(self.longest_gap, time.monotonic() - last_good) if self.failed else self.longest_gap
 
     def stop(self) -> "Probe":

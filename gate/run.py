@@ -86,16 +86,21 @@ class Report:
 
     @property
     def exit_code(self) -> int:
+        """0 pass; 1 the change must not merge; 2 the gate could not run, or could not
+        clean up after a change that passed (infrastructure, not a verdict)."""
         if self.error:
             return 2
-        return 0 if self.passed else 1
+        failed = self.failure()
+        if failed is None:
+            return 0
+        return 2 if failed.name == "teardown" else 1
 
     def failure(self) -> Phase | None:
         return next((p for p in self.phases if p.ok is False), None)
 
     def as_dict(self) -> dict:
         return {"cloud": self.cloud, "base": self.base, "head": self.head, "test_cloud": self.test_cloud,
-                "engine": self.engine, "result": "pass" if self.passed else ("error" if self.error else "fail"),
+                "engine": self.engine, "result": {0: "pass", 1: "fail", 2: "error"}[self.exit_code],
                 "exit_code": self.exit_code, "seconds": round(self.seconds, 2), "error": self.error or None,
                 "probes": self.probes, "kept": self.kept,
                 "phases": [{"name": p.name, "result": _result(p.ok), "seconds": round(p.seconds, 2),
@@ -446,11 +451,15 @@ class Gate:
         return failed, gap
 
     def _budget(self, p: Phase, label: str, failed: int, gap: float) -> None:
-        total = sum(v["ok"] + v["failed"] for v in self.report.probes[label].values())
+        probes = self.report.probes[label]
+        total = sum(v["ok"] + v["failed"] for v in probes.values())
         ok = failed <= self.config.failed_requests
+        # name the endpoints that failed, and how: "placement: 12 failed (first: HTTP 500)"
+        which = "; ".join(f"{name}: {v['failed']} failed (first: {v['errors'][0].split(' ', 1)[-1]})"
+                          for name, v in probes.items() if v["failed"] and v["errors"])
         p.case(f"availability:{label}", ok, message=f"{failed} failed of {total} probe requests "
-               f"(budget {self.config.failed_requests}), longest gap {gap:.2f}s",
-               output="\n".join(e for v in self.report.probes[label].values() for e in v["errors"]))
+               f"(budget {self.config.failed_requests}), longest gap {gap:.2f}s" + (f" — {which}" if which else ""),
+               output="\n".join(f"{name}: {e}" for name, v in probes.items() for e in v["errors"]))
 
     def _waves(self, base, head) -> list[list[str]]:
         """The services the change touches, grouped by the planner's waves."""

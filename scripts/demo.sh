@@ -41,6 +41,8 @@ case "${1:-up}" in
       git -C "$REPO" config user.email "demo@tidegate.invalid"
       mkdir -p "$REPO/clouds"
       cp -r clouds/demo "$REPO/clouds/demo"
+      # the demo's one host runs on the engine chosen here (the shipped file says podman)
+      sed -i -E "s/^(    engine: )podman\b/\1$KIND/" "$REPO/clouds/demo/cloud.yaml"
       git -C "$REPO" add -A
       git -C "$REPO" commit -q -m "demo cloud: OpenStack 2025.1 (Keystone 27, Placement 13)"
       # the upgrade, ready to merge: placement 2025.1 → 2026.1 (a SLURP → SLURP upgrade)
@@ -50,6 +52,12 @@ case "${1:-up}" in
       git -C "$REPO" checkout -q main
     fi
 
+    HOST_KIND=$(sed -n -E 's/^    engine: ([a-z]+).*/\1/p' "$REPO/clouds/demo/cloud.yaml")
+    if [ "$HOST_KIND" != "$KIND" ]; then
+      echo "make demo: $REPO/clouds/demo/cloud.yaml runs the demo on $HOST_KIND, not $KIND;" \
+           "take it down (make demo-down) and remove $REPO to switch engines" >&2
+      exit 2
+    fi
     echo "== converging the demo cloud (engine $URL)"
     "$TG" apply --repo "$REPO" --cloud demo
     echo

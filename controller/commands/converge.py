@@ -35,6 +35,7 @@ def register(sub):
                                    "converge with health-gated rolling replacement, record status. "
                                    "Exit 0 converged, 1 rejected or failed, 2 usage or repository error.")
     _common(p)
+    signing_options(p)
     p.add_argument("--quiet", action="store_true", help="no per-step progress")
     p.set_defaults(func=run_apply)
     p = sub.add_parser("status", help="last applied revision, desired vs running, last error, history")
@@ -55,7 +56,41 @@ def urls(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def controller(args, progress=None):
+def signing_options(p) -> None:
+    p.add_argument("--require-signed", action="store_true",
+                   help="apply only commits signed by a trusted key (given by --allowed-signers and/or --gpg-keyring)")
+    p.add_argument("--allowed-signers", metavar="FILE",
+                   help="SSH allowed_signers file (ssh-keygen(1) format; principal = committer e-mail); implies --require-signed")
+    p.add_argument("--gpg-keyring", metavar="FILE",
+                   help="OpenPGP public keys (armored or binary) to trust; implies --require-signed")
+
+
+def verifier(args):
+    """The signed-commit policy of `run` and `apply`, or None when none is asked for."""
+    if not (args.require_signed or args.allowed_signers or args.gpg_keyring):
+        return None
+    from controller.signing import SigningSetupError, Verifier, check_setup
+    try:
+        check_setup(args.allowed_signers, args.gpg_keyring)
+    except SigningSetupError as err:
+        raise CommandError(str(err), 2) from None
+    return Verifier(args.allowed_signers, args.gpg_keyring)
+
+
+def lock(args):
+    """One controller per cloud: `run`, `apply` and `down` take the same lock, so a one-off
+    apply never converges beside a running controller."""
+    from controller.service import AlreadyRunning, ControllerLock
+    held = ControllerLock(args.state_dir, args.cloud)
+    try:
+        return held.acquire()
+    except AlreadyRunning as err:
+        raise CommandError(str(err), 2) from None
+    except OSError as err:
+        raise CommandError(f"{held.path}: {err.strerror}", 2) from None
+
+
+def controller(args, progress=None, verify_commit=None):
     # imported here: `tidegate check` must not pay for (or depend on) the engine stack
     from controller.reconcile import Controller
     from controller.source import Source
@@ -64,7 +99,7 @@ def controller(args, progress=None):
     except RepoError as err:
         raise CommandError(str(err), 2) from None
     return Controller(source, args.cloud, state_dir=args.state_dir, engine_urls=urls(args.engine_url),
-                      progress=progress)
+                      progress=progress, verify_commit=verify_commit)
 
 
 def run_plan(args) -> int:
@@ -95,11 +130,12 @@ def _progress(event: str, step, detail: str) -> None:
 
 
 def run_apply(args) -> int:
-    ctl = controller(args, progress=None if args.quiet or args.json else _progress)
-    try:
-        status = ctl.reconcile(args.rev)
-    except RepoError as err:
-        raise CommandError(str(err), 2) from None
+    ctl = controller(args, progress=None if args.quiet or args.json else _progress, verify_commit=verifier(args))
+    with lock(args):
+        try:
+            status = ctl.reconcile(args.rev)
+        except RepoError as err:
+            raise CommandError(str(err), 2) from None
     if args.json:
         print(json.dumps(status.as_dict(), indent=2))
     else:
@@ -126,8 +162,6 @@ def register_down(sub):
 
 
 def run_down(args) -> int:
-    from controller.engines import EngineError
-    from controller.teardown import remove_cloud
     ctl = controller(args)
     try:
         target = ctl.target(args.rev)
@@ -135,6 +169,20 @@ def run_down(args) -> int:
         raise CommandError(str(err), 2) from None
     if target.desired is None:
         raise CommandError(f"{args.repo}: clouds/{args.cloud} at {args.rev} does not load; fix it first", 2)
+    left_any = False
+    held = lock(args)
+    try:
+        left_any = _remove(ctl, target, args)
+    finally:
+        held.release()
+    if not args.volumes:
+        print("named volumes kept (--volumes removes them)")
+    return 2 if left_any else 0
+
+
+def _remove(ctl, target, args) -> bool:
+    from controller.engines import EngineError
+    from controller.teardown import remove_cloud
     left_any = False
     for host, engine in ctl.engines(target.desired).items():
         try:
@@ -145,6 +193,4 @@ def run_down(args) -> int:
             continue
         print(f"{host}: removed {len(removed)} item(s)" + (f"; left {', '.join(left)}" if left else ""))
         left_any |= bool(left)
-    if not args.volumes:
-        print("named volumes kept (--volumes removes them)")
-    return 2 if left_any else 0
+    return left_any

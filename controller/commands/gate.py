@@ -76,7 +76,7 @@ def run(args) -> int:
     elif args.json:
         write_json(report, args.json)
     out = sys.stderr if quiet else sys.stdout
-    verdict = {0: "PASS", 1: "FAIL: the change must not merge", 2: "ERROR: the gate could not run"}[report.exit_code]
+    verdict = {0: "PASS", 1: "FAIL: the change must not merge", 2: "ERROR: the gate could not run" if report.error else "ERROR: the test cloud was not removed"}[report.exit_code]
     failed = report.failure()
     detail = f" ({failed.name}: {failed.message})" if failed else (f" ({report.error})" if report.error else "")
     print(f"gate {report.cloud} {report.base[:12]}..{report.head[:12]}: {verdict}{detail} in {report.seconds:.1f}s",

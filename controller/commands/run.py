@@ -11,7 +11,7 @@ import threading
 from controller.errors import CommandError
 from validators.load import RepoError
 
-from .converge import DEFAULT_STATE, urls
+from .converge import DEFAULT_STATE, lock, signing_options, urls, verifier
 
 
 def register(sub):
@@ -38,12 +38,7 @@ def register(sub):
                    help="serve Prometheus metrics on http://ADDRESS:N/metrics; 0 turns it off (default 0)")
     p.add_argument("--metrics-address", default="", metavar="ADDRESS",
                    help="address the metrics endpoint binds (default: all interfaces)")
-    p.add_argument("--require-signed", action="store_true",
-                   help="apply only commits signed by a trusted key (given by --allowed-signers and/or --gpg-keyring)")
-    p.add_argument("--allowed-signers", metavar="FILE",
-                   help="SSH allowed_signers file (ssh-keygen(1) format; principal = committer e-mail); implies --require-signed")
-    p.add_argument("--gpg-keyring", metavar="FILE",
-                   help="OpenPGP public keys (armored or binary) to trust; implies --require-signed")
+    signing_options(p)
     p.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     p.set_defaults(func=run)
 
@@ -62,7 +57,7 @@ def _seconds(text: str) -> float:
 def run(args) -> int:
     # imported here: `tidegate check` must not pay for (or depend on) the engine stack
     from controller.reconcile import Controller
-    from controller.service import AlreadyRunning, ControllerLock, Service, open_branch
+    from controller.service import Service, open_branch
     from controller.status import Status
 
     engine_urls = urls(args.engine_url)
@@ -70,19 +65,13 @@ def run(args) -> int:
         raise CommandError("--poll must be more than 0 seconds", 2)
     if not 0 <= args.metrics_port <= 65535:
         raise CommandError(f"--metrics-port {args.metrics_port}: not a port number", 2)
-    verifier = _verifier(args)
+    verify_commit = verifier(args)
     # under systemd (JOURNAL_STREAM set) the journal stamps each line itself
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM")
                         else "%(asctime)s %(levelname)s %(message)s")
 
-    lock = ControllerLock(args.state_dir, args.cloud)
-    try:
-        lock.acquire()
-    except AlreadyRunning as err:
-        raise CommandError(str(err), 2) from None
-    except OSError as err:
-        raise CommandError(f"{lock.path}: {err.strerror}", 2) from None
+    held = lock(args)
     metrics = None
     try:
         log = logging.getLogger("tidegate.run")
@@ -103,7 +92,7 @@ def run(args) -> int:
             raise CommandError(f"{args.repo}: no clouds/{args.cloud}/cloud.yaml on {args.branch} at {tip[:12]}", 2)
 
         controller = Controller(branch.source, args.cloud, state_dir=args.state_dir, engine_urls=engine_urls,
-                                progress=_progress, verify_commit=verifier)
+                                progress=_progress, verify_commit=verify_commit)
         state = Status.load(args.state_dir, args.cloud)
         service = Service(controller, branch, cloud=args.cloud, poll=args.poll,
                           drift_interval=args.drift_interval, current=state.last_attempted_revision)
@@ -117,24 +106,13 @@ def run(args) -> int:
         _on_signals(service)
         log.info("cloud %s: following %s of %s%s%s (pid %d)", args.cloud, args.branch, args.repo,
                  f", metrics on :{metrics.port}/metrics" if metrics else "",
-                 ", signed commits only" if verifier else "", os.getpid())
+                 ", signed commits only" if verify_commit else "", os.getpid())
         service.run()
         return 0
     finally:
         if metrics is not None:
             metrics.stop()
-        lock.release()
-
-
-def _verifier(args):
-    if not (args.require_signed or args.allowed_signers or args.gpg_keyring):
-        return None
-    from controller.signing import SigningSetupError, Verifier, check_setup
-    try:
-        check_setup(args.allowed_signers, args.gpg_keyring)
-    except SigningSetupError as err:
-        raise CommandError(str(err), 2) from None
-    return Verifier(args.allowed_signers, args.gpg_keyring)
+        held.release()
 
 
 def _on_signals(service) -> None:

@@ -94,6 +94,69 @@ def test_drift_is_repaired(web):
     assert len(web.containers("web")) == 2 and victim_name in web.containers("web")
 
 
+def test_a_replica_stopped_by_hand_is_put_back(web):
+    victim_name, victim_id = sorted(web.containers("web").items())[1]
+    web.engine.stop(victim_id, grace=1)
+    status = web.reconcile(drift_check=True)
+    assert status.condition() == "Ready" and status.drift_repairs == 1
+    assert victim_name in web.containers("web")
+    assert web.engine.inspect(victim_name).running
+    assert web.containers("lb") and len(web.containers("web")) == 2
+
+
+def test_stop_during_a_health_gate_lets_it_finish_and_resumes_the_commit(web):
+    """SIGTERM (the cancel event) while a successor's health gate runs: the gate finishes,
+    no further step starts, and the commit is resumed later — not judged a failed rollout."""
+    import threading
+    up = web.upgrade_web("2025.2")
+    cancel = threading.Event()
+    seen = []
+
+    def progress(event, step, detail):
+        seen.append((event, step.action))
+        if event == "start" and step.action == "wait-healthy":
+            cancel.set()
+    status = web.controller(progress=progress, cancel=cancel).reconcile()
+    assert status.reason == "Interrupted" and status.condition() == "Reconciling", status.render()
+    assert status.failed_revision is None and status.errors_total == 0
+    assert seen[-1] == ("done", "wait-healthy")               # the step in progress finished
+    mixed = web.containers("web")
+    assert len(mixed) == 3                                    # its successor kept, beside two old
+    status = web.reconcile()
+    assert status.condition() == "Ready" and status.last_applied_revision == up, status.render()
+    assert len(set(web.containers("web")) & set(mixed)) == 1
+    web.wait_serving("2025.2")
+
+
+class Crash(BaseException):
+    """The controller process dying (kill -9) at a chosen point: nothing after it runs."""
+
+
+def test_a_crash_before_the_contract_phase_still_contracts_after_restart(web):
+    data = web.service("web")
+    data.update(release="2025.2", image="localhost/tidegate/web:2025.2",
+                environment={**data["environment"], "RELEASE": "2025.2"})
+    data["upgrade"]["jobs"] = {
+        "expand": [{"command": ["sh", "-c", "echo expanded > /data/value"]}],
+        "contract": [{"command": ["sh", "-c", "echo contracted > /data/value"]}]}
+    up = web.commit_service("web", data, "web 2025.2 with migration phases")
+    removed = []
+
+    def progress(event, step, detail):
+        if event == "done" and step.action == "remove":
+            removed.append(step.container)
+            if len(removed) == 2:                             # the last old replica is gone
+                raise Crash()
+    with pytest.raises(Crash):
+        web.controller(progress=progress).reconcile()
+    assert web.get("/data") == (200, "expanded\n")
+    status = web.reconcile()                                  # the restarted controller
+    assert status.condition() == "Ready" and status.last_applied_revision == up, status.render()
+    assert "web" in status.contracted and "web" not in status.pending_contract
+    assert web.get("/data") == (200, "contracted\n")
+    assert web.controller().plan(web.controller().target("HEAD").desired)[0].empty   # settled
+
+
 def test_invalid_commit_is_never_applied(web):
     before = web.containers()
     data = web.service("web")

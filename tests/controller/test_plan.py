@@ -235,3 +235,30 @@ def test_changing_placement_order_or_health_does_not_restart_replicas():
                                       upgrade={"max_unavailable": 2}),
                      "keystone": svc(project="keystone")})
     assert plan(tuned, observed).empty
+
+
+def test_services_on_a_host_that_did_not_answer_are_unknown_not_untouched():
+    des = desired({"placement": svc(), "keystone": svc(project="keystone", replicas=1, hosts=["h1"])})
+    _, observed = converge(des)
+    h2_down = Observed(tuple(c for c in observed.containers if c.host != "h2"), frozenset({"h2"}))
+    p = plan(des, h2_down)
+    assert p.empty and p.untouched == ("keystone",) and p.unobserved == ("placement",)
+    text = p.render()
+    assert "nothing to do on the hosts that answered" in text and "every service runs" not in text
+    assert "unknown (a host did not answer): placement" in text and "blocked: host h2" in text
+
+
+def test_an_upgrade_without_a_contract_job_owes_no_contract():
+    """expand/migrate ran, but there is nothing to contract: the finished rollout plans nothing."""
+    up = desired({"placement": svc("2026.1", upgrade={"jobs": {"migrate": [{"command": ["m"]}]}})})
+    _, observed = converge(up)
+    assert plan(up, observed, pending_contract={"placement": up.services["placement"].hash}).empty
+
+
+def test_a_dependency_chain_of_thousands_of_services_is_planned_in_order():
+    n = 1500
+    services = {f"s{i:04d}": svc(project=f"p{i}", replicas=1, hosts=["h1"],
+                                 **({"depends_on": [f"s{i - 1:04d}"]} if i else {})) for i in range(n)}
+    p = plan(desired(services), Observed())
+    assert len(p.waves) == n
+    assert [sp.service for wave in p.waves for sp in wave] == sorted(services)

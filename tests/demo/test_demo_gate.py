@@ -38,3 +38,4 @@ def test_placement_upgrade_passes_the_gate(engine, tmp_path):
     from controller.desired import LABEL_CLOUD
     assert engine.list_containers({LABEL_CLOUD: report.test_cloud}) == []
     assert [v for v in engine.list_volumes({}) if v.startswith(report.test_cloud)] == []
+    assert [n for n in engine.list_networks({}) if report.test_cloud in n] == []

@@ -87,7 +87,11 @@ def test_an_image_that_crashes_fails_the_upgrade_phase(web):
 def test_an_api_answering_500_fails_the_gate(web):
     g = failing(web, web.upgrade_web("2025.2", FAIL_MODE="error500"))
     phase = g.report.failure()
-    assert phase.name in ("upgrade", "verify") and ("500" in phase.message or "failed of" in phase.message)
+    assert phase.name in ("upgrade", "verify"), phase.message
+    if phase.name == "upgrade":                          # the probes saw it: which endpoint, and how
+        assert "web: " in phase.message and "HTTP 500" in phase.message, phase.message
+    else:                                                # the smoke check on head saw it
+        assert phase.message.startswith("smoke:web") and "500" in phase.message, phase.message
 
 
 def test_a_verify_that_finds_the_resource_gone_fails(web):
@@ -102,14 +106,19 @@ def test_a_forbidden_upgrade_path_fails_at_check_in_under_a_second(web, tmp_path
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "controller.cli", "gate", "--repo", str(web.repo.path),
                            "--cloud", web.name, "--base", web.base, "--head", head,
-                           "--engine", f"{web.engine.kind}={web.engine.url}", "--junit", str(junit)],
+                           "--engine", f"{web.engine.kind}={web.engine.url}", "--junit", str(junit),
+                           "--json", str(tmp_path / "gate.json")],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     took = time.monotonic() - t0
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "check: FAILED" in proc.stdout and "[transition." in proc.stdout and "must not merge" in proc.stdout
-    assert took < 1.5, took                          # CLI start-up included; the check itself is far under 1 s
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite.get("failures") == "1" and suite.find("testcase").get("classname") == "gate.check"
+    # the issue's bound, on the phase's own clock (the whole CLI run, start-up included, is printed)
+    [check] = json.loads((tmp_path / "gate.json").read_text())["phases"]
+    check_time = check["seconds"]
+    print(f"check phase {check_time:.3f}s, whole CLI run {took:.2f}s")
+    assert check_time < 1.0, check_time
     managed = [c.name for c in web.engine.list_containers({LABEL_MANAGED: "tidegate"}) if c.name.startswith("gate-")]
     assert managed == []                              # nothing was started
 
@@ -135,3 +144,30 @@ def test_junit_names_every_phase_and_the_cli_exit_codes(web, tmp_path):
                            "--engine", f"podman=unix://{tmp_path}/none.sock"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and "could not run" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_ctrl_c_during_the_upgrade_tears_the_test_cloud_down(web, tmp_path):
+    """Ctrl-C (SIGINT) while the upgrade rolls: the step in progress is cut short, the
+    test cloud is removed, and the exit is 2 — no verdict on the change."""
+    import signal
+    head = web.upgrade_web("2025.2", STARTUP_DELAY="5")     # successors take a while to answer
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "controller.cli", "gate", "--repo", str(web.repo.path),
+                             "--cloud", web.name, "--base", web.base, "--head", head,
+                             "--engine", f"{web.engine.kind}={web.engine.url}", "--json", str(tmp_path / "g.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line.rstrip())
+        if "wave 1/" in line:                               # the upgrade has begun
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=120)[0]
+    took = time.monotonic() - t0
+    print("\n".join(seen) + rest + f"\n(SIGINT → exit in {took:.1f}s)")
+    assert proc.returncode == 2, rest
+    assert "interrupted: tearing down" in rest and "teardown: ok" in rest
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert doc["result"] == "error" and doc["error"] == "interrupted"
+    assert leftovers(web.engine, doc["test_cloud"]) == []

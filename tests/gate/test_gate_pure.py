@@ -110,3 +110,16 @@ def test_junit_has_a_case_per_step_with_failures_and_skips():
     failure = cases[1].find("failure")
     assert failure.get("message") == "placement: did not become healthy" and "log line 2" in failure.text
     assert report.exit_code == 1 and report.failure().name == "upgrade"
+
+
+def test_a_teardown_that_fails_after_a_passing_change_is_infrastructure_not_a_verdict():
+    def report(*phases):
+        r = Report("prod", "a" * 40, "b" * 40, "gate-1", "podman unix:///x")
+        r.phases = list(phases)
+        return r
+    teardown = Phase("teardown", False, 1.0, "could not remove: gate-1-web-0")
+    passed = report(Phase("check", True), Phase("upgrade", True), teardown)
+    assert passed.exit_code == 2 and passed.as_dict()["result"] == "error"
+    broken = report(Phase("check", True), Phase("upgrade", False, message="wave 1: web"), teardown)
+    assert broken.exit_code == 1 and broken.as_dict()["result"] == "fail"     # the change is still bad
+    assert report(Phase("check", True), Phase("teardown", True)).exit_code == 0

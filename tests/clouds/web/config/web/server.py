@@ -7,7 +7,8 @@ PUT /data      -> store the body in $DATA_DIR/value
 On SIGTERM it stops accepting, finishes in-flight requests, and exits 0 — a graceful
 replica. FAIL_MODE=crash exits at once; FAIL_MODE=unhealthy serves 500 on /healthz;
 FAIL_MODE=error500 is healthy but its API (GET /) answers 500; FAIL_MODE=wipe loses the
-stored value at start (a migration that drops data).
+stored value at start (a migration that drops data). STARTUP_DELAY=N waits N seconds
+before it listens (a slow-starting API, such as uwsgi loading an application).
 """
 import json
 import os
@@ -15,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 RELEASE = os.environ.get("RELEASE", "?")
@@ -28,6 +30,7 @@ if MODE == "crash":
     sys.exit(3)
 if MODE == "wipe" and os.path.exists(DATA):
     os.remove(DATA)
+time.sleep(float(os.environ.get("STARTUP_DELAY", "0")))
 
 
 class Handler(BaseHTTPRequestHandler):
