@@ -14,7 +14,7 @@ be scraped into one Prometheus without relabelling.
     tidegate_errors_total                        rejected and failed revisions, engine errors (counter)
     tidegate_drift_repairs_total                 reconciles that repaired drift (counter)
     tidegate_service_replicas_desired{service}
-    tidegate_service_replicas_ready{service}     replicas running the desired spec
+    tidegate_service_replicas_ready{service}     replicas running the desired spec, healthy
     tidegate_revision_info{applied,attempted}    1, with the revisions as labels
 plus what the service itself knows (source fetch errors, last fetch time).
 """
@@ -60,8 +60,10 @@ def _timestamp(iso: str | None) -> float | None:
 
 
 def ready_replicas(service: dict) -> int:
-    """Replicas running the desired spec (what `tidegate status` shows as READY)."""
-    return sum(1 for r in service.get("running", []) if r.get("current") and r.get("state") == "running")
+    """Replicas running the desired spec and passing its health check at the last
+    observation (what `tidegate status` shows as READY)."""
+    return sum(1 for r in service.get("running", [])
+               if r.get("current") and r.get("state") == "running" and r.get("healthy", True))
 
 
 class _Family:
@@ -103,7 +105,7 @@ def render(status: Status, extra: dict[str, tuple[str, str, float]] | None = Non
     family("tidegate_revision_info", "gauge", "The last applied and last attempted revisions, as labels", 1,
            applied=status.last_applied_revision or "", attempted=status.last_attempted_revision or "")
     desired = family("tidegate_service_replicas_desired", "gauge", "Replicas the service should run")
-    ready = family("tidegate_service_replicas_ready", "gauge", "Replicas running the desired spec")
+    ready = family("tidegate_service_replicas_ready", "gauge", "Replicas running the desired spec and healthy")
     for name, svc in sorted(status.services.items()):
         desired.samples.append(({**cloud, "service": name}, int(svc.get("replicas", 0))))
         ready.samples.append(({**cloud, "service": name}, ready_replicas(svc)))

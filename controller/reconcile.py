@@ -218,6 +218,31 @@ class Controller:
             return
         status.save(self.state_dir)
 
+    @staticmethod
+    def _health(engines: dict[str, Engine], desired: Desired, observed) -> dict[str, tuple[bool, str]]:
+        """One probe of each running replica's health check, in parallel: status shows
+        replicas that run but do not answer (READY counts only healthy ones)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .engines.base import EngineError
+        from .engines.health import check_once
+        todo = [(c, desired.services[c.service].service.health) for c in observed.containers
+                if c.running and c.service in desired.services and desired.services[c.service].service.health]
+
+        def probe(item):
+            c, check = item
+            try:
+                info = engines[c.host].inspect(c.id)
+            except EngineError as err:
+                return c.name, (False, str(err))
+            if info is None:
+                return c.name, (False, "container disappeared")
+            return c.name, check_once(engines[c.host], info, check, network=desired.cloud.network)
+        if not todo:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(16, len(todo)), thread_name_prefix="tidegate-health") as pool:
+            return dict(pool.map(probe, todo))
+
     def _applied(self, status: Status, desired: Desired, the_plan: Plan | None, outcome: Outcome) -> None:
         first = status.last_applied_revision != desired.commit
         status.last_applied_revision, status.last_applied_at = desired.commit, now()
@@ -248,7 +273,9 @@ class Controller:
         return target.desired
 
     def _observe_into(self, status: Status, desired: Desired) -> None:
-        observed, unreachable = observe(self.engines(desired), self.cloud)
+        engines = self.engines(desired)
+        observed, unreachable = observe(engines, self.cloud)
+        health = self._health(engines, desired, observed)
         services = {}
         for name, ds in desired.services.items():
             found = observed.of(name)
@@ -256,7 +283,9 @@ class Controller:
                 "release": str(ds.service.release), "image": ds.service.image, "replicas": ds.service.replicas,
                 "hash": ds.hash,
                 "running": [{"host": c.host, "name": c.name, "state": c.state, "release": c.release,
-                             "current": c.hash == ds.hash} for c in found],
+                             "current": c.hash == ds.hash,
+                             **({"healthy": health[c.name][0], "health": health[c.name][1]}
+                                if c.name in health else {})} for c in found],
                 "stale": sum(1 for c in found if c.hash != ds.hash),
             }
         status.services = services

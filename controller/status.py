@@ -90,11 +90,15 @@ class Status:
         if self.services:
             lines.append("")
             lines.append(f"  {'SERVICE':<20} {'RELEASE':<9} {'IMAGE':<40} {'READY':<7} {'STATE'}")
+            from .metrics import ready_replicas
             for name, s in sorted(self.services.items()):
                 running = s.get("running", [])
-                ok = sum(1 for r in running if r.get("current") and r.get("state") == "running")
+                ok = ready_replicas(s)
                 state = "ok" if ok == s.get("replicas", 0) and len(running) == ok else "converging"
-                if s.get("stale"):
+                sick = [r for r in running if r.get("healthy") is False]
+                if sick:
+                    state = f"{len(sick)} unhealthy: {sick[0]['name']}: {sick[0].get('health', '')}"[:60]
+                elif s.get("stale"):
                     state = f"{s['stale']} old replica(s)"
                 lines.append(f"  {name:<20} {s.get('release', ''):<9} {s.get('image', '')[:40]:<40} "
                              f"{ok}/{s.get('replicas', 0):<5} {state}")

@@ -104,6 +104,16 @@ def test_a_replica_stopped_by_hand_is_put_back(web):
     assert web.containers("lb") and len(web.containers("web")) == 2
 
 
+def test_status_counts_only_healthy_replicas_as_ready(web):
+    sick = sorted(web.containers("web"))[0]
+    assert web.engine.exec(sick, ["touch", "/tmp/unhealthy"]).exit_code == 0
+    status = web.reconcile(drift_check=True)
+    replicas = {r["name"]: r for r in status.services["web"]["running"]}
+    assert replicas[sick]["healthy"] is False and "500" in replicas[sick]["health"]
+    assert [r["healthy"] for n, r in replicas.items() if n != sick] == [True]
+    assert "1/2" in status.render() and "1 unhealthy" in status.render()
+
+
 def test_stop_during_a_health_gate_lets_it_finish_and_resumes_the_commit(web):
     """SIGTERM (the cancel event) while a successor's health gate runs: the gate finishes,
     no further step starts, and the commit is resumed later — not judged a failed rollout."""

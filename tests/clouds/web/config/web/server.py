@@ -1,7 +1,8 @@
 """A small HTTP service for tidegate's controller tests: it behaves like an API replica.
 
 GET /          -> {"release", "replica", "host"}       (what answered)
-GET /healthz   -> 200 "ok"                             (tidegate's health check)
+GET /healthz   -> 200 "ok"                             (tidegate's health check;
+                  500 once /tmp/unhealthy exists: a replica that falls sick)
 GET /data      -> the content of $DATA_DIR/value        (named-volume persistence)
 PUT /data      -> store the body in $DATA_DIR/value
 On SIGTERM it stops accepting, finishes in-flight requests, and exits 0 — a graceful
@@ -47,7 +48,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/healthz":
-            if MODE == "unhealthy":
+            if MODE == "unhealthy" or os.path.exists("/tmp/unhealthy"):
                 return self._send(500, "unhealthy", "text/plain")
             return self._send(200, "ok", "text/plain")
         if self.path == "/data":
