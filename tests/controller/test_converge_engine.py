@@ -194,27 +194,6 @@ def test_unlabelled_containers_are_never_touched(web, base_image, unique):
         web.engine.remove(stranger)
 
 
-def test_interrupted_rollout_is_finished_without_duplicates(web):
-    import threading
-    web.upgrade_web("2025.2")
-    cancel = threading.Event()
-    seen = []
-
-    def progress(event, step, detail):
-        seen.append((event, step.action))
-        if event == "done" and step.action == "wait-healthy":
-            cancel.set()                            # the controller is stopped mid-rollout
-    status = web.controller(progress=progress, cancel=cancel).reconcile()
-    assert status.reason == "Interrupted"
-    mixed = web.containers("web")
-    assert len(mixed) == 3                          # one successor beside two old replicas
-    status = web.reconcile()                        # restart: the next reconcile finishes the job
-    assert status.condition() == "Ready", status.render()
-    final = web.containers("web")
-    assert len(final) == 2 and len(set(final) & set(mixed)) == 1   # the successor was reused
-    web.wait_serving("2025.2")
-
-
 def test_kill_9_of_tidegate_apply_mid_rollout_then_restart(web):
     """A real `kill -9` of the controller process after the first successor is healthy:
     the next run finishes the rollout with no duplicate, and the volume data is intact."""
@@ -349,3 +328,45 @@ def test_down_removes_containers_and_networks_and_keeps_volumes_unless_asked(web
     proc = subprocess.run(argv + ["--volumes"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert web.containers() == {} and f"{web.name}-web-data" not in web.engine.list_volumes({})
+
+
+def test_plan_apply_status_commands_and_the_git_note(web):
+    """What an operator types: plan (touches nothing), apply (refused while another
+    controller holds the cloud), status --json, and the note on the applied commit."""
+    import fcntl
+    import json
+    import subprocess
+    import sys
+
+    def tidegate(*args):
+        return subprocess.run([sys.executable, "-m", "controller.cli", *args, "--cloud", web.name,
+                               "--state-dir", str(web.state_dir)], capture_output=True, text=True, cwd=ROOT,
+                              timeout=300)
+    engine = ("--engine-url", f"{web.engine.kind}={web.engine.url}")
+    up = web.upgrade_web("2025.2")
+    before = web.containers()
+    plan = tidegate("plan", "--repo", str(web.repo.path), *engine, "--json")
+    assert plan.returncode == 0, plan.stderr
+    doc = json.loads(plan.stdout)
+    [[web_plan]] = doc["waves"]
+    assert (web_plan["service"], web_plan["change"], web_plan["to_release"]) == ("web", "upgrade", "2025.2")
+    assert doc["untouched"] == ["lb"] and web.containers() == before           # plan changed nothing
+    text = tidegate("plan", "--repo", str(web.repo.path), *engine).stdout
+    assert "web: upgrade 2025.1 → 2025.2" in text and "untouched: lb" in text
+
+    lock = web.state_dir / web.name / "controller.lock"
+    with open(lock, "a+") as held:                    # another controller manages the cloud
+        fcntl.flock(held, fcntl.LOCK_EX)
+        refused = tidegate("apply", "--repo", str(web.repo.path), *engine)
+    assert refused.returncode == 2 and "already manages cloud" in refused.stderr, refused.stderr
+    assert web.containers() == before
+
+    applied = tidegate("apply", "--repo", str(web.repo.path), *engine)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    status = json.loads(tidegate("status", "--json").stdout)
+    assert status["condition"] == "Ready" and status["last_applied_revision"] == up
+    assert status["services"]["web"]["release"] == "2025.2"
+    assert [r["healthy"] for r in status["services"]["web"]["running"]] == [True, True]
+    note = json.loads(web.repo.git("notes", "--ref", "tidegate", "show", up))
+    record = note["clouds"][web.name]
+    assert record["result"] == "applied" and record["hosts"] == ["local"] and "web" in record["services"]
