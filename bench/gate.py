@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Gate figures (issue #6): the whole gate's wall time and each phase's, images cached.
 
-    bench/gate.py [web|demo] [podman|docker]
+    bench/gate.py [web|demo|all] [podman|docker]        (default: all, podman)
 
 web:  the web test cloud (2 replicas behind HAProxy), web 2025.1 → 2025.2.
 demo: the demo cloud (clouds/demo), placement 2025.1 → 2026.1 (goal: under 3 minutes on a
@@ -45,8 +45,14 @@ def demo_change(engine, tmp: Path) -> tuple[str, str, str, str]:
 
 
 def main(argv: list[str]) -> int:
-    which = argv[0] if argv else "web"
+    which = argv[0] if argv else "all"
     kind = argv[1] if len(argv) > 1 else "podman"
+    if which == "all":
+        return max(one(w, kind) for w in ("web", "demo"))
+    return one(which, kind)
+
+
+def one(which: str, kind: str) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tg-bench-gate-", dir="/tmp"))
     record = local.start_engine(kind, tmp / "engine")
     try:
