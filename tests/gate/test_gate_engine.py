@@ -171,3 +171,55 @@ def test_ctrl_c_during_the_upgrade_tears_the_test_cloud_down(web, tmp_path):
     doc = json.loads((tmp_path / "g.json").read_text())
     assert doc["result"] == "error" and doc["error"] == "interrupted"
     assert leftovers(web.engine, doc["test_cloud"]) == []
+
+
+def test_matrix_verifies_the_mixed_version_state_between_waves(web):
+    """web and its agent both move to 2025.2: two waves (the agent follows its control
+    service). --matrix runs the verify hooks after wave 1, with web new and the agent old."""
+    agent = web.service("web")
+    agent.update(role="agent", replicas=1, depends_on=["web"], volumes=[],
+                 environment={**agent["environment"], "DATA_DIR": "/tmp"})
+    web.base = web.commit_service("agent", agent, "web: an agent")
+    web.upgrade_web("2025.2")
+    agent.update(release="2025.2", image="localhost/tidegate/web:2025.2",
+                 environment={**agent["environment"], "RELEASE": "2025.2"})
+    head = web.commit_service("agent", agent, "agent 2025.2")
+    g = gate(web, head, matrix=True, rollback=False)
+    g.run()
+    assert g.report.exit_code == 0, json.dumps(g.report.as_dict(), indent=1)[:3000]
+    upgrade = next(p for p in g.report.phases if p.name == "upgrade")
+    assert [c.name for c in upgrade.cases if c.name.startswith("wave")] == ["wave 1: web", "wave 2: agent"]
+    mixed = next(c for c in upgrade.cases if c.name == "verify after wave 1:web")
+    assert mixed.ok, mixed.output
+    assert leftovers(web.engine, g.name) == []
+
+
+def test_a_rollback_past_a_contract_phase_is_reported_as_forbidden(web):
+    data = web.service("web")
+    data.update(release="2025.2", image="localhost/tidegate/web:2025.2",
+                environment={**data["environment"], "RELEASE": "2025.2"})
+    data["upgrade"]["jobs"] = {"contract": [{"command": ["sh", "-c", "echo contracted > /data/schema"]}]}
+    head = web.commit_service("web", data, "web 2025.2, contracting")
+    g = gate(web, head)
+    g.run()
+    assert g.report.exit_code == 0, json.dumps(g.report.as_dict(), indent=1)[:3000]
+    rollback = next(p for p in g.report.phases if p.name == "rollback")
+    assert rollback.ok is None and "forbid" in rollback.message and "contract" in rollback.message, rollback.message
+    assert leftovers(web.engine, g.name) == []
+
+
+def test_keep_leaves_the_test_cloud_up_and_cleanup_removes_it(web):
+    head = web.upgrade_web("2025.2")
+    g = gate(web, head, keep=True, rollback=False)
+    g.run()
+    assert g.report.exit_code == 0 and g.report.kept["cloud"] == g.name
+    url = g.report.kept["endpoints"]["web"]
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=5) as r:
+        assert json.loads(r.read())["release"] == "2025.2"
+    assert leftovers(web.engine, g.name)
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", "gate", "--engine",
+                           f"{web.engine.kind}={web.engine.url}", "--cleanup", g.name],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and f"{g.name}: removed" in proc.stdout, proc.stdout + proc.stderr
+    assert leftovers(web.engine, g.name) == []
