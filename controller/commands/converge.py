@@ -131,11 +131,13 @@ def _progress(event: str, step, detail: str) -> None:
 
 def run_apply(args) -> int:
     ctl = controller(args, progress=None if args.quiet or args.json else _progress, verify_commit=verifier(args))
-    with lock(args):
-        try:
-            status = ctl.reconcile(args.rev)
-        except RepoError as err:
-            raise CommandError(str(err), 2) from None
+    held = lock(args)
+    try:
+        status = ctl.reconcile(args.rev)
+    except RepoError as err:
+        raise CommandError(str(err), 2) from None
+    finally:
+        held.release()
     if args.json:
         print(json.dumps(status.as_dict(), indent=2))
     else:
