@@ -294,3 +294,66 @@ def test_cloud_rules_file_is_schema_checked():
     found = findings_of({"ks": service()}, extra={"clouds/c/rules.yaml": "rules: [{id: nope, message: x}]\n"})
     assert any(f.rule.startswith("schema.") and f.file.endswith("rules.yaml") for f in found)
 
+
+def test_a_requirement_that_is_not_one_is_a_bad_rule_on_its_line():
+    rules = ("rules:\n"
+             "  - id: custom.ok\n    message: fine\n    field: image\n    present: true\n"
+             "  - id: custom.needs-keystone\n    message: needs keystone\n    requires:\n      keystone: 'newest'\n")
+    found = findings_of({"keystone": service(), "nova": service(project="nova")},
+                        extra={"clouds/c/rules.yaml": rules})
+    bad = only(found, "custom.bad-rule")
+    assert len(bad) == 1                                     # once, not once per service
+    assert bad[0].file == "clouds/c/rules.yaml" and bad[0].line == 9      # its `keystone:` line
+    assert bad[0].message.startswith("custom.needs-keystone:") and "'newest'" in bad[0].message
+    good = rules.replace("'newest'", "'>=2025.1'")
+    assert not only(findings_of({"keystone": service()}, extra={"clouds/c/rules.yaml": good}), "custom.bad-rule")
+
+
+def regex_rule(pattern):
+    return ("rules:\n  - id: custom.name-form\n    message: names have the house form\n"
+            f"    field: user\n    must_match: '{pattern}'\n")
+
+
+def test_a_backtracking_pattern_is_bounded_and_reported_as_a_bad_rule():
+    import time
+    services = {f"s{i}": service(user="a" * 40 + "!") for i in range(20)}
+    start = time.monotonic()
+    found = findings_of(services, extra={"clouds/c/rules.yaml": regex_rule("(a|aa)+$")})
+    assert time.monotonic() - start < 10                     # exponential backtracking would never end
+    bad = only(found, "custom.bad-rule")
+    assert len(bad) == 1 and bad[0].file == "clouds/c/rules.yaml" and bad[0].line == 5
+    assert "custom.name-form" in bad[0].message and "must_match" in bad[0].message
+    assert "field user" in bad[0].message and bad[0].severity == "error"
+    assert not only(found, "custom.name-form")               # not applied, so no verdict either way
+
+
+def test_the_classic_catastrophic_pattern_gets_a_verdict_in_time():
+    import time
+    start = time.monotonic()
+    found = findings_of({"ks": service(user="a" * 5000 + "!")}, extra={"clouds/c/rules.yaml": regex_rule("^(a+)+$")})
+    assert time.monotonic() - start < 10
+    assert only(found, "custom.name-form") or only(found, "custom.bad-rule")
+    assert not only(findings_of({"ks": service(user="aaaa")}, extra={"clouds/c/rules.yaml": regex_rule("^(a+)+$")}),
+                    "custom.name-form")
+
+
+def test_many_slow_patterns_share_one_time_budget():
+    import time
+
+    from validators.custom import REGEX_BUDGET
+    rules = "rules:\n" + "".join(
+        f"  - id: custom.slow-{i}\n    message: slow\n    field: user\n    must_match: '(a|aa)+${i}'\n"
+        for i in range(12))
+    start = time.monotonic()
+    found = findings_of({"ks": service(user="a" * 40 + "!")}, extra={"clouds/c/rules.yaml": rules})
+    assert time.monotonic() - start < REGEX_BUDGET + 3
+    bad = only(found, "custom.bad-rule")
+    assert len(bad) == 12 and any("used up" in f.message for f in bad)
+
+
+def test_tuning_a_rule_that_cannot_be_tuned_is_flagged():
+    found = only(findings_of({"ks": service()}, extra={"clouds/c/rules.yaml": "severity:\n  yaml.syntax: 'off'\n"}),
+                 "custom.unknown-rule")
+    assert len(found) == 1 and "cannot be tuned" in found[0].message and found[0].line == 2
+    assert not only(findings_of({"ks": service()}, extra={"clouds/c/rules.yaml": "severity:\n  semantic.no-health: 'off'\n"}),
+                    "custom.unknown-rule")
