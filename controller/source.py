@@ -132,8 +132,7 @@ class Source:
                             data = load(GitTree(parent.tree).read(path), path).data
                         except YamlError:
                             data = None
-                    contract = any(service in self.note(c).get("clouds", {}).get(cloud, {}).get("contract", [])
-                                   for c in walked)
+                    contract = any(service in self.contracted(c, cloud) for c in walked)
                     result[service] = Prior(data, str(commit.id), contract)
                     break
                 if parent is None:
@@ -152,15 +151,28 @@ class Source:
             return {}
         try:
             data = json.loads(note.message)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {}
         return data if isinstance(data, dict) else {}
+
+    def contracted(self, commit, cloud: str) -> set[str]:
+        """Services whose contract phase the note on `commit` records for `cloud`. Notes
+        are written by hand too: anything not of the shape add_note writes counts as no
+        record ({"clouds": ["c"]}, a list of contracts as text, not JSON at all…)."""
+        clouds = self.note(commit).get("clouds")
+        record = clouds.get(cloud) if isinstance(clouds, dict) else None
+        services = record.get("contract") if isinstance(record, dict) else None
+        if not isinstance(services, list):
+            return set()
+        return {s for s in services if isinstance(s, str)}
 
     def add_note(self, commit, cloud: str, record: dict) -> None:
         """Merge `record` for `cloud` into the note on `commit`."""
         oid = str(commit.id if isinstance(commit, pygit2.Commit) else commit)
         data = self.note(oid)
-        data.setdefault("clouds", {})[cloud] = record
+        if not isinstance(data.get("clouds"), dict):
+            data["clouds"] = {}             # a malformed note is replaced, not merged into
+        data["clouds"][cloud] = record
         signature = pygit2.Signature("tidegate", "tidegate@localhost")
         self.repo.create_note(json.dumps(data, sort_keys=True), signature, signature, oid,
                               NOTES_REF, True)

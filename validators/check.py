@@ -1,4 +1,12 @@
-"""Run the four layers: what `tidegate check`, the controller and the gate call."""
+"""Run the four layers: what `tidegate check`, the controller and the gate call.
+
+A change (base → head) is judged by the rules that govern it *before* it merges: per
+rule, the stricter of the base's and the head's severity (off < info < warning < error),
+the base's own rules (rules.yaml `rules`) as well as the head's, and every policy that
+is on in the base or the head. A pull request may tighten rules; it cannot loosen the
+rules that judge it — its loosening takes effect for the changes after it
+(`transition.rules-loosened` says so).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +16,8 @@ from . import rules
 from .findings import Finding
 from .load import LoadedCloud
 from .transition import TransitionContext
+
+STATE_LAYERS = ("semantic", "compat")
 
 
 @dataclass
@@ -27,22 +37,54 @@ def _severities(loaded: LoadedCloud) -> dict:
     return dict(loaded.rules.get("severity") or {})
 
 
+def governing_severities(base: LoadedCloud, new: LoadedCloud) -> dict[str, str]:
+    """Every tunable rule's severity for the change base → new: the stricter of the two."""
+    own_base, own_new = _severities(base), _severities(new)
+    return {r.id: rules.stricter(rules.severity_of(r.id, own_base), rules.severity_of(r.id, own_new))
+            for r in rules.REGISTRY.values() if r.tunable}
+
+
 def check_state(loaded: LoadedCloud) -> list[Finding]:
-    """Layers 1-3 (plus the cloud's own rules) on one state."""
+    """Layers 1-3 (plus the cloud's own rules) on one state, by that state's own rules."""
     findings = list(loaded.findings)
     if loaded.cloud is None:
         return sorted(findings)
     ctx = StateContext(loaded)
     severities = _severities(loaded)
-    findings += rules.run("semantic", ctx, loaded.docs, severities)
-    findings += rules.run("compat", ctx, loaded.docs, severities)
+    for layer in STATE_LAYERS:
+        findings += rules.run(layer, ctx, loaded.docs, severities)
     findings += custom.run(loaded)
     return sorted(findings)
 
 
+def _state_under_base_rules(base: LoadedCloud, new: LoadedCloud, governing: dict) -> list[Finding]:
+    """What check_state(new) missed because the change loosened its own rules: state rules
+    whose governing severity is stricter than new's own (at the governing severity), and
+    the base's custom rules that new dropped or changed."""
+    own = _severities(new)
+    raised = {rule_id: severity for rule_id, severity in governing.items()
+              if rules.REGISTRY[rule_id].layer in STATE_LAYERS and severity != rules.severity_of(rule_id, own)}
+    findings: list[Finding] = []
+    ctx = StateContext(new)
+    for layer in STATE_LAYERS:
+        findings += rules.run(layer, ctx, new.docs, raised, only=raised)
+    new_rules = new.rules.get("rules") or []
+    dropped = [r for r in base.rules.get("rules") or () if r not in new_rules]
+    if dropped:
+        rules_file = f"{base.folder}/rules.yaml"
+        extra = custom.evaluate(new, dropped, base.docs.get(rules_file), source="the base's rules.yaml")
+        findings += sorted(set(extra) - set(custom.run(new)))
+    return findings
+
+
 def check_transition(base: LoadedCloud, new: LoadedCloud, history: dict | None = None) -> list[Finding]:
-    """Layer 4: base → new. Both states must have loaded (check_state first)."""
+    """Layer 4: base → new, plus the state findings the change's loosened rules would hide
+    (see the module docstring). Both states must have loaded (check_state first)."""
     if base.cloud is None or new.cloud is None:
         return []
-    ctx = TransitionContext(base.cloud, new.cloud, new.service_data, history or {})
-    return sorted(rules.run("transition", ctx, new.docs, _severities(new)))
+    governing = governing_severities(base, new)
+    ctx = TransitionContext(base.cloud, new.cloud, new.service_data, history or {},
+                            base_rules=base.rules, new_rules=new.rules)
+    findings = rules.run("transition", ctx, new.docs, governing)
+    findings += _state_under_base_rules(base, new, governing)
+    return sorted(set(findings))

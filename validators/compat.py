@@ -2,7 +2,9 @@
 
 "One release" of lag means one supported upgrade step: N-1, or the previous SLURP when
 the control plane sits on a SLURP release (skip-level upgrades leave agents there until
-they are upgraded in turn).
+they are upgraded in turn — OpenStack's SLURP contract). Lag is measured against the
+newest control service of the project (a control service mid-rollout already speaks the
+new release), leading against the oldest (an agent must not be newer than any of them).
 """
 from __future__ import annotations
 
@@ -40,31 +42,32 @@ def _within_one_step(old: Release, new: Release) -> bool:
 
 
 @rule("compat.agent-leads-control", "compat", "error",
-      "inside a project, agents/computes never run a newer release than the control services")
+      "inside a project, agents/computes never run a newer release than any control service")
 def agent_leads_control(ctx):
     for project, roles in _by_project(ctx.cloud).items():
         if not roles["control"]:
             continue
-        newest = max(s.release for s in roles["control"])
+        oldest = min(roles["control"], key=lambda s: s.release)
         for agent in roles["agent"]:
-            if agent.release > newest:
+            if agent.release > oldest.release:
                 yield Hit(agent.file, ("release",),
-                          f"agent {agent.name} runs {agent.release} but {project}'s control services run at most {newest}",
+                          f"agent {agent.name} runs {agent.release}, newer than {project}'s control service "
+                          f"{oldest.name} at {oldest.release}",
                           "upgrade the control services first (keystone, then APIs and conductors, then agents)")
 
 
 @rule("compat.agent-lag", "compat", "error",
-      "inside a project, agents/computes lag the control services by at most one upgrade step")
+      "inside a project, agents/computes lag the newest control service by at most one upgrade step")
 def agent_lag(ctx):
     for project, roles in _by_project(ctx.cloud).items():
         if not roles["control"]:
             continue
-        oldest_control = min(s.release for s in roles["control"])
+        newest = max(roles["control"], key=lambda s: s.release)
         for agent in roles["agent"]:
-            if agent.release < oldest_control and not upgrade_allowed(agent.release, oldest_control):
+            if agent.release < newest.release and not upgrade_allowed(agent.release, newest.release):
                 yield Hit(agent.file, ("release",),
-                          f"agent {agent.name} at {agent.release} lags {project}'s control services at "
-                          f"{oldest_control} by more than one supported upgrade step",
+                          f"agent {agent.name} at {agent.release} lags {project}'s control service "
+                          f"{newest.name} at {newest.release} by more than one supported upgrade step",
                           f"upgrade {agent.name} before moving the control services further")
 
 

@@ -67,6 +67,8 @@ def _read(tree: Tree, path: str, kind: str, loaded: LoadedCloud) -> Document | N
 
 
 def load_cloud(tree: Tree, name: str) -> LoadedCloud:
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise RepoError(f"invalid cloud name {name!r}: a cloud is one folder clouds/<name>/")
     folder = f"{CLOUDS}/{name}"
     if tree.kind(f"{folder}/cloud.yaml") != "file":
         known = ", ".join(list_clouds(tree)) or "none"

@@ -3,6 +3,11 @@ registered function. A cloud tunes severities or adds data-only rules in rules.y
 
 A rule function gets a context and yields `Hit`s; the runner turns them into Findings
 with the rule's id and its (possibly overridden) severity.
+
+Findings of the loading layers (YAML, schema, the service folder) and of a cloud's own
+rules come from the loader and from custom.py, not from registered functions; they are
+declared here too (`DECLARED`), so `tidegate check --list-rules` names every rule id a
+finding can carry. They cannot be tuned in rules.yaml.
 """
 from __future__ import annotations
 
@@ -12,7 +17,14 @@ from typing import Callable, Iterable
 from .findings import Finding
 from .yamlload import Document
 
-LAYERS = ("semantic", "compat", "transition")
+LAYERS = ("semantic", "compat", "transition")                   # layers of registered functions
+CATALOGUE_LAYERS = ("yaml", "schema", "semantic", "compat", "transition", "custom")
+SEVERITY_RANK = {"off": 0, "info": 1, "warning": 2, "error": 3}
+
+
+def stricter(a: str, b: str) -> str:
+    """The stricter of two severities (off < info < warning < error)."""
+    return a if SEVERITY_RANK[a] >= SEVERITY_RANK[b] else b
 
 
 @dataclass(frozen=True)
@@ -31,10 +43,52 @@ class Rule:
     layer: str
     severity: str
     summary: str
-    func: Callable[..., Iterable[Hit]] = field(compare=False)
+    func: Callable[..., Iterable[Hit]] | None = field(compare=False, default=None)
+
+    @property
+    def tunable(self) -> bool:
+        """Registered functions can be tuned (or switched off) in rules.yaml."""
+        return self.func is not None
 
 
 REGISTRY: dict[str, Rule] = {}
+
+# Rule ids emitted by the loader (yamlload.py, schema.py, load.py) and by custom.py.
+# `schema.<keyword>` ids follow the JSON Schema keyword that failed; every keyword the
+# shipped schemas use is listed (tests/validators/test_catalogue.py keeps this complete).
+DECLARED = [
+    ("yaml.syntax", "yaml", "error", "the file is valid YAML"),
+    ("yaml.encoding", "yaml", "error", "the file is UTF-8 text"),
+    ("yaml.tag", "yaml", "error", "only plain YAML types: no !!python/... or other tags"),
+    ("yaml.duplicate-key", "yaml", "error", "no key appears twice in one mapping"),
+    ("yaml.alias-bomb", "yaml", "error", "aliases expand to at most 100,000 values"),
+    ("yaml.recursive", "yaml", "error", "no anchor contains an alias to itself"),
+    ("yaml.too-large", "yaml", "error", "a file is at most 1 MiB"),
+    ("yaml.too-deep", "yaml", "error", "nesting is at most 64 levels"),
+    ("schema.empty", "schema", "error", "the file is not empty"),
+    ("schema.non-finite", "schema", "error", "numbers are finite (no .nan, .inf)"),
+    ("schema.unknown-field", "schema", "error", "no field the schema does not define (with a 'did you mean')"),
+    ("schema.required", "schema", "error", "required fields are present"),
+    ("schema.type", "schema", "error", "a value has the type the schema gives (string, integer, list…)"),
+    ("schema.enum", "schema", "error", "a value is one of the allowed choices"),
+    ("schema.pattern", "schema", "error", "a text value has the required form (e.g. release YYYY.N, port HOST:CONTAINER)"),
+    ("schema.format", "schema", "error", "a value has the declared format (e.g. a valid regular expression)"),
+    ("schema.name", "schema", "error", "a mapping's keys are valid names (e.g. environment variables)"),
+    ("schema.minimum", "schema", "error", "a number is at least the allowed minimum"),
+    ("schema.maximum", "schema", "error", "a number is at most the allowed maximum"),
+    ("schema.exclusiveMinimum", "schema", "error", "a number is above the allowed minimum"),
+    ("schema.minLength", "schema", "error", "a text value is not empty"),
+    ("schema.minItems", "schema", "error", "a list has at least the required number of items"),
+    ("schema.maxItems", "schema", "error", "a list has at most the allowed number of items"),
+    ("schema.minProperties", "schema", "error", "a mapping has at least the required number of entries"),
+    ("schema.uniqueItems", "schema", "error", "a list has no repeated items"),
+    ("schema.oneOf", "schema", "error", "a value matches exactly one of the allowed forms"),
+    ("semantic.stray-file", "semantic", "warning", "services/ holds only .yaml/.yml service files (others are ignored)"),
+    ("semantic.duplicate-service", "semantic", "error", "a service is defined by one file (not both <name>.yaml and <name>.yml)"),
+    ("custom.<name>", "custom", "error", "a cloud's own rule from rules.yaml (severity as the rule says)"),
+    ("custom.unknown-rule", "custom", "warning", "rules.yaml tunes only rules that exist and can be tuned"),
+    ("custom.bad-rule", "custom", "error", "a rule in rules.yaml can be evaluated (valid requirement, regex that finishes in time)"),
+]
 
 
 def rule(id: str, layer: str, severity: str, summary: str):
@@ -60,11 +114,13 @@ def hits_to_findings(rule_id: str, severity: str, hits: Iterable[Hit],
     return findings
 
 
-def run(layer: str, ctx, docs: dict[str, Document], severities: dict[str, str]) -> list[Finding]:
-    """Run every registered rule of `layer`; `severities` overrides defaults ('off' skips)."""
+def run(layer: str, ctx, docs: dict[str, Document], severities: dict[str, str],
+        only=None) -> list[Finding]:
+    """Run every registered rule of `layer` (or those of them in `only`); `severities`
+    overrides defaults ('off' skips)."""
     findings = []
     for r in REGISTRY.values():
-        if r.layer != layer:
+        if r.layer != layer or r.func is None or (only is not None and r.id not in only):
             continue
         severity = severities.get(r.id, r.severity)
         if severity == "off":
@@ -73,7 +129,16 @@ def run(layer: str, ctx, docs: dict[str, Document], severities: dict[str, str]) 
     return findings
 
 
+def severity_of(rule_id: str, overrides: dict) -> str:
+    """A registered rule's severity under rules.yaml `overrides` (its default if not set)."""
+    return overrides.get(rule_id, REGISTRY[rule_id].severity)
+
+
 def catalogue() -> list[Rule]:
-    """Every built-in rule, for `tidegate check --list-rules` and the docs."""
+    """Every rule id a finding can carry, for `tidegate check --list-rules` and the docs."""
     from . import compat, semantic, transition  # noqa: F401  (registration side effect)
-    return sorted(REGISTRY.values(), key=lambda r: (LAYERS.index(r.layer), r.id))
+    return sorted(REGISTRY.values(), key=lambda r: (CATALOGUE_LAYERS.index(r.layer), r.id))
+
+
+for _id, _layer, _severity, _summary in DECLARED:
+    REGISTRY[_id] = Rule(_id, _layer, _severity, _summary)

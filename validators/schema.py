@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 from pathlib import Path
 
 import fastjsonschema
@@ -62,11 +63,22 @@ def _path_text(path) -> str:
     return text or "(top level)"
 
 
-def _describe(error) -> tuple[list, str, str, bool]:
-    """(path, message, rule suffix, point-at-key) for one jsonschema error."""
+def _describe(error) -> tuple[list, str, str, bool, object]:
+    """(path, message, rule suffix, point-at-key, error to take the hint from) for one
+    jsonschema error."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # Of the alternatives, explain the one meant for this kind of value (a port
+        # "99999:5000" failed the string form's pattern, not the object form's type).
+        same_type = [e for e in error.context if e.validator != "type"]
+        inner = best_match(same_type or error.context)
+        return _describe(inner)
     path = list(error.absolute_path)
     where = _path_text(path)
     kind = error.validator
+    if "propertyNames" in error.schema_path:
+        # the error is about a key (jsonschema reports the keyword that failed on it)
+        rule = f" (names match {error.validator_value!r})" if error.validator == "pattern" else ""
+        return (path + [error.instance], f"{where}: invalid name {error.instance!r}{rule}", "name", True, error)
     if kind == "additionalProperties" and isinstance(error.instance, dict):
         known = list(error.schema.get("properties", {}))
         extras = [k for k in error.instance if k not in known]
@@ -77,16 +89,13 @@ def _describe(error) -> tuple[list, str, str, bool]:
             allowed = ", ".join(known) if known else "none"
             return (path + [extra],
                     f"{_path_text(path + [extra])}: unknown field{suggestion} (allowed here: {allowed})",
-                    "unknown-field", True)
+                    "unknown-field", True, error)
     if kind == "required":
-        return path, f"{where}: {error.message}", "required", True
-    if kind in ("oneOf", "anyOf") and error.context:
-        inner = best_match(error.context)
-        inner_path = list(inner.absolute_path)
-        return inner_path, f"{_path_text(inner_path)}: {inner.message}", inner.validator, False
-    if kind == "propertyNames":
-        return path, f"{where}: invalid name: {error.message}", "name", True
-    return path, f"{where}: {error.message}", kind, False
+        return path, f"{where}: {error.message}", "required", True, error
+    if kind == "pattern":
+        # the hint (the field's description) says the form in words; the regex would not
+        return path, f"{where}: {error.instance!r} does not have the required form", kind, False, error
+    return path, f"{where}: {error.message}", kind, False, error
 
 
 def _hint(error, kind: str) -> str:
@@ -94,17 +103,40 @@ def _hint(error, kind: str) -> str:
     return description or f"see `tidegate schema {kind}` for the allowed fields and values"
 
 
+def _non_finite(data, path=()):
+    """Paths of NaN and infinite numbers (YAML .nan, .inf): JSON has no such numbers, and
+    JSON Schema bounds do not catch NaN (every comparison with it is false)."""
+    stack = [(data, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            yield where, value
+        elif isinstance(value, dict):
+            stack += [(v, where + (k,)) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, where + (i,)) for i, v in enumerate(value)]
+
+
 def validate(doc: Document, kind: str) -> list[Finding]:
     """Schema findings for a loaded document of `kind` (cloud | service | rules)."""
     if doc.data is None:
         return [Finding(doc.file, 1, 1, "error", "schema.empty", "the file is empty",
                         f"see `tidegate schema {kind}` for what it must contain")]
-    if is_valid(doc.data, kind):
-        return []
     findings = []
+    non_finite = set()
+    for path, value in sorted(_non_finite(doc.data), key=lambda item: list(map(str, item[0]))):
+        non_finite.add(path)
+        line, col = doc.mark(path)
+        findings.append(Finding(doc.file, line, col, "error", "schema.non-finite",
+                                f"{_path_text(path)}: {value} is not a finite number",
+                                "write a plain number of seconds (e.g. 30); .nan and .inf are not allowed"))
+    if not findings and is_valid(doc.data, kind):
+        return []
     for error in sorted(_validator(kind).iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))):
-        path, message, rule, at_key = _describe(error)
+        if tuple(error.absolute_path) in non_finite:
+            continue                # already reported, more plainly
+        path, message, rule, at_key, source = _describe(error)
         line, col = doc.mark(tuple(path), key=at_key)
         findings.append(Finding(doc.file, line, col, "error", f"schema.{rule}", message,
-                                _hint(error, kind)))
+                                _hint(source, kind)))
     return findings

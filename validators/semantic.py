@@ -1,6 +1,7 @@
 """Layer 2: the semantics of one state — references, placement, ports, mounts."""
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 from collections import defaultdict
 
@@ -57,53 +58,86 @@ def unknown_dependency(ctx):
 @rule("semantic.dependency-cycle", "semantic", "error",
       "depends_on has no cycles (services must start in some order)")
 def dependency_cycle(ctx):
+    # Depth-first search with an explicit stack: a chain of thousands of services must
+    # not exhaust Python's recursion limit.
     services = ctx.cloud.services
-    state: dict[str, int] = {}      # 0 visiting, 1 done
+    done: set[str] = set()
     reported: set[frozenset] = set()
+    for root in services:
+        if root in done:
+            continue
+        path = [root]                        # the chain being explored
+        on_path = {root: 0}                  # name -> position in path
+        frames = [iter(enumerate(services[root].depends_on))]
+        while frames:
+            name = path[-1]
+            for i, dep in frames[-1]:
+                if dep not in services or dep in done:
+                    continue
+                if dep in on_path:
+                    cycle = path[on_path[dep]:] + [dep]
+                    key = frozenset(cycle)
+                    if key not in reported:
+                        reported.add(key)
+                        yield Hit(services[name].file, ("depends_on", i),
+                                  "dependency cycle: " + " → ".join(cycle),
+                                  "break the cycle: a service cannot wait for itself")
+                    continue
+                on_path[dep] = len(path)
+                path.append(dep)
+                frames.append(iter(enumerate(services[dep].depends_on)))
+                break
+            else:                            # every dependency of `name` explored
+                frames.pop()
+                del on_path[path.pop()]
+                done.add(name)
 
-    def visit(name, stack):
-        state[name] = 0
-        stack.append(name)
-        for dep in services[name].depends_on:
-            if dep not in services:
-                continue
-            if state.get(dep) == 0:
-                cycle = stack[stack.index(dep):] + [dep]
-                key = frozenset(cycle)
-                if key not in reported:
-                    reported.add(key)
-                    svc = services[name]
-                    yield Hit(svc.file, ("depends_on", svc.depends_on.index(dep)),
-                              "dependency cycle: " + " → ".join(cycle),
-                              "break the cycle: a service cannot wait for itself")
-            elif dep not in state:
-                yield from visit(dep, stack)
-        stack.pop()
-        state[name] = 1
 
-    for name in services:
-        if name not in state:
-            yield from visit(name, [])
+_WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
+
+
+def _bind_address(host_ip: str | None) -> str | None:
+    """The address a port binds, normalised; None for every address of the host."""
+    text = (host_ip or "").strip()
+    if text in _WILDCARDS:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        return text
+
+
+def _overlap(a: str | None, b: str | None) -> bool:
+    return a is None or b is None or a == b
+
+
+def _address_text(address: str | None) -> str:
+    return "all addresses" if address is None else address
 
 
 @rule("semantic.port-conflict", "semantic", "error",
-      "no two services publish the same host port on one host")
+      "no two services publish the same host port on one host (an all-addresses bind "
+      "conflicts with every address)")
 def port_conflict(ctx):
-    owners: dict[tuple, tuple] = {}
+    owners: dict[tuple, list] = defaultdict(list)   # (host, port, protocol) -> [(address, service)]
     for svc in _services(ctx):
         hosts = set(svc.placement)
         for i, port in enumerate(svc.ports):
             if port.host is None:
                 continue
+            address = _bind_address(port.host_ip)
             for host in sorted(hosts):
-                key = (host, port.host, port.protocol, port.host_ip or "*")
-                other = owners.get(key)
-                if other is not None and other[0] != svc.name:
+                key = (host, port.host, port.protocol)
+                other = next(((a, name) for a, name in owners[key]
+                              if name != svc.name and _overlap(a, address)), None)
+                if other is not None:
                     yield Hit(svc.file, ("ports", i),
-                              f"host port {port.host}/{port.protocol} on host {host} is also published by {other[0]}",
-                              "pick another host port or place the services on different hosts")
+                              f"host port {port.host}/{port.protocol} on host {host} ({_address_text(address)}) "
+                              f"is also published by {other[1]} ({_address_text(other[0])})",
+                              "pick another host port, bind the two to different specific addresses "
+                              "(host_ip), or place the services on different hosts")
                     break
-                owners.setdefault(key, (svc.name, i))
+                owners[key].append((address, svc.name))
 
 
 @rule("semantic.config-outside", "semantic", "error",

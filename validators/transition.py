@@ -3,13 +3,26 @@
 The context carries, for services whose release goes down, what the service looked
 like before its last change (`history`): a downgrade is only a rollback when it restores
 exactly that, and only while the contract phase of the upgrade has not run.
+
+A change is judged by the policy that governs it: a policy is on when it is on in the
+base or in the new state, so a pull request cannot switch off the policy that would block
+it (validators/check.py does the same for rule severities).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
+from .model import Policy
 from .releases import steps, upgrade_allowed, upgrade_path_hint
-from .rules import Hit, rule
+from .rules import REGISTRY, SEVERITY_RANK, Hit, rule, severity_of
+
+# Policies a change can loosen: (field, loosened?) — booleans switched off, a budget raised.
+_POLICY_LOOSENED = {
+    "one_project_per_change": lambda base, new: base and not new,
+    "require_signed": lambda base, new: base and not new,
+    "probe_budget": lambda base, new: new > base,
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,22 @@ class TransitionContext:
     new: object                     # validators.model.Cloud
     new_data: dict                  # service -> raw YAML data in the new state
     history: dict = field(default_factory=dict)   # service -> Prior
+    base_rules: dict = field(default_factory=dict)  # rules.yaml data of the base
+    new_rules: dict = field(default_factory=dict)   # rules.yaml data of the new state
+
+    @property
+    def policy(self) -> Policy:
+        return governing_policy(self.base.policy, self.new.policy)
+
+
+def governing_policy(base: Policy, new: Policy) -> Policy:
+    """The policy a change base → new is judged by: on if on in either, the smaller budget."""
+    return dataclasses.replace(
+        new,
+        one_project_per_change=base.one_project_per_change or new.one_project_per_change,
+        require_signed=base.require_signed or new.require_signed,
+        probe_budget=min(base.probe_budget, new.probe_budget),
+    )
 
 
 def image_tag(ref: str) -> str | None:
@@ -97,7 +126,7 @@ def image_without_tag_change(ctx):
 @rule("transition.one-project", "transition", "error",
       "with policy one_project_per_change, a change upgrades services of one project only")
 def one_project(ctx):
-    if not ctx.new.policy.one_project_per_change:
+    if not ctx.policy.one_project_per_change:
         return
     changed = {}
     for old, new in _changed(ctx):
@@ -121,3 +150,48 @@ def service_removed(ctx):
             yield Hit(f"{ctx.new.folder}/cloud.yaml", (),
                       f"service {name} is removed by this change: its containers will be stopped and removed",
                       "its named volumes are kept; remove them by hand once you are sure")
+
+
+@rule("transition.rules-loosened", "transition", "info",
+      "a change that loosens rules.yaml or the policy is still judged by the base's stricter ones; "
+      "the looser ones apply after it merges")
+def rules_loosened(ctx):
+    rules_file = f"{ctx.new.folder}/rules.yaml"
+    after_merge = "it applies to the changes after this one merges, not to this one"
+    base_severity = ctx.base_rules.get("severity") or {}
+    new_severity = ctx.new_rules.get("severity") or {}
+    for r in REGISTRY.values():
+        if not r.tunable:
+            continue
+        before, after = severity_of(r.id, base_severity), severity_of(r.id, new_severity)
+        if SEVERITY_RANK[after] < SEVERITY_RANK[before]:
+            yield Hit(rules_file, ("severity", r.id), key=True,
+                      message=f"this change lowers {r.id} from {before} to {after}; this change is "
+                              f"still checked at {before}",
+                      hint=f"{after_merge}; to loosen a rule, merge the rules.yaml change on its own first")
+    new_custom = ctx.new_rules.get("rules") or []
+    new_ids = [r.get("id") for r in new_custom]
+    for base_rule in ctx.base_rules.get("rules") or ():
+        if base_rule in new_custom:
+            continue
+        rule_id = base_rule.get("id")
+        if rule_id in new_ids:
+            path, what = ("rules", new_ids.index(rule_id)), "changes"
+        else:
+            path, what = ("rules",), "removes"
+        yield Hit(rules_file, path, key=what == "removes",
+                  message=f"this change {what} the cloud rule {rule_id}; the base's version still "
+                          "applies to this change",
+                  hint=after_merge)
+    cloud_file = f"{ctx.new.folder}/cloud.yaml"
+    for name, loosened in _POLICY_LOOSENED.items():
+        before, after = getattr(ctx.base.policy, name), getattr(ctx.new.policy, name)
+        if loosened(before, after):
+            yield Hit(cloud_file, ("policy", name),
+                      message=f"this change loosens policy {name} from {_policy_text(before)} to "
+                              f"{_policy_text(after)}; this change is still held to {_policy_text(before)}",
+                      hint=after_merge)
+
+
+def _policy_text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

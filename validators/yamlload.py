@@ -163,7 +163,9 @@ def load(text: bytes | str, file: str) -> Document:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise YamlError(Finding(file, None, None, "error", "yaml.encoding",
+            line = text.count(b"\n", 0, err.start) + 1
+            column = err.start - (text.rfind(b"\n", 0, err.start) + 1) + 1
+            raise YamlError(Finding(file, line, column, "error", "yaml.encoding",
                                     f"not UTF-8 text ({err.reason} at byte {err.start})",
                                     "save the file as UTF-8")) from None
     loader = _StrictLoader(text)

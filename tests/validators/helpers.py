@@ -22,7 +22,7 @@ def service(**fields) -> dict:
 def files(services: dict, cloud: dict | None = None, extra: dict | None = None) -> dict:
     out = {"clouds/c/cloud.yaml": yaml.safe_dump(cloud or BASE_CLOUD)}
     for name, data in services.items():
-        out[f"clouds/c/services/{name}.yaml"] = data if isinstance(data, str) else yaml.safe_dump(data)
+        out[f"clouds/c/services/{name}.yaml"] = data if isinstance(data, (str, bytes)) else yaml.safe_dump(data)
     out.update(extra or {})
     return out
 
@@ -31,9 +31,12 @@ def findings_of(services: dict, cloud: dict | None = None, extra: dict | None = 
     return check_state(load_cloud(MemoryTree(files(services, cloud, extra)), "c"))
 
 
-def transition_findings(base: dict, new: dict, history=None, cloud=None):
-    base_loaded = load_cloud(MemoryTree(files(base, cloud)), "c")
-    new_loaded = load_cloud(MemoryTree(files(new, cloud)), "c")
+def transition_findings(base: dict, new: dict, history=None, cloud=None, *, new_cloud=None,
+                        base_extra=None, new_extra=None):
+    """Findings of the change base → new; `cloud`/`new_cloud` and `*_extra` (e.g. a
+    rules.yaml) let the change touch cloud.yaml and rules.yaml too."""
+    base_loaded = load_cloud(MemoryTree(files(base, cloud, base_extra)), "c")
+    new_loaded = load_cloud(MemoryTree(files(new, new_cloud or cloud, new_extra)), "c")
     return check_transition(base_loaded, new_loaded, history)
 
 

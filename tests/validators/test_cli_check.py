@@ -183,3 +183,23 @@ def test_list_rules_names_every_rule():
     rules = json.loads(tidegate("check", "--list-rules", "--json").stdout)
     ids = {r["id"] for r in rules}
     assert {"transition.upgrade-path", "semantic.dependency-cycle", "compat.agent-lag"} <= ids
+
+
+def test_a_pull_request_cannot_switch_off_the_rule_that_blocks_it(repo):
+    base = repo.commit(files({"keystone": service(release="2025.2", image="tidegate/keystone:2025.2")}))
+    repo.commit({"clouds/c/services/keystone.yaml": ks("2026.2"),
+                 "clouds/c/rules.yaml": "severity:\n  transition.upgrade-path: 'off'\n"}, "skip two series, rule off")
+    proc = tidegate("check", "--repo", str(repo.path), "--base", base)
+    assert proc.returncode == 1 and "error:" in proc.stdout and "[transition.upgrade-path]" in proc.stdout
+    assert "clouds/c/rules.yaml:2:3: info:" in proc.stdout and "[transition.rules-loosened]" in proc.stdout
+    assert tidegate("check", "--repo", str(repo.path)).returncode == 0      # head alone, by its own rules
+
+
+def test_a_bad_rule_pattern_is_reported_not_a_hang(repo):
+    rules = "rules:\n  - id: custom.user-form\n    message: x\n    field: user\n    must_match: '(a|aa)+$'\n"
+    repo.commit(files({"keystone": service(user="a" * 50 + "!")}, extra={"clouds/c/rules.yaml": rules}))
+    start = time.monotonic()
+    proc = tidegate("check", "--repo", str(repo.path), timeout=30)
+    assert time.monotonic() - start < 10
+    assert proc.returncode == 1 and "clouds/c/rules.yaml:5:17: error: custom.user-form:" in proc.stdout
+    assert "[custom.bad-rule]" in proc.stdout

@@ -123,6 +123,9 @@ AGREEMENT_SAMPLES = [
     {"project": "k", "release": "2025.1", "image": "a", "ulimits": {"nofile": [1, 2, 3]}},
     {"project": "k", "release": "2025.1", "image": "a", "hosts": ["a", "a"]},
     {"project": "k", "release": "2025.1", "image": "a", "volumes": [{"name": "v", "path": "relative"}]},
+    {"project": "k", "release": "2025.1", "image": "a", "ports": ["99999:5000"]},
+    {"project": "k", "release": "2025.1", "image": "a", "ports": ["0:5000"]},
+    {"project": "k", "release": "2025.1", "image": "a", "ports": ["65535:1/udp"]},
 ]
 
 
@@ -142,3 +145,80 @@ def test_fast_schema_gate_agrees_on_cloud_files():
                {"name": "C", "hosts": {}}]
     for data in samples:
         assert is_valid(data, "cloud") == _validator("cloud").is_valid(data), data
+
+
+def test_a_file_that_is_not_utf8_is_named_with_the_line():
+    found = findings_of({"ks": b"project: keystone\nimage: caf\xe9\n"})
+    bad = [f for f in found if f.rule == "yaml.encoding"]
+    assert len(bad) == 1 and bad[0].file.endswith("ks.yaml") and (bad[0].line, bad[0].column) == (2, 11)
+    assert not rules_of(findings_of({"ks": service(description="café ☕")})) & {"yaml.encoding"}
+
+
+def test_an_anchor_containing_itself_is_refused():
+    with pytest.raises(YamlError) as err:
+        load(b"a: &x\n  b: *x\n", "f.yaml")
+    assert err.value.finding.rule == "yaml.recursive" and err.value.finding.line == 1
+    assert load(b"a: &x {b: 1}\nc: *x\n", "f.yaml").data == {"a": {"b": 1}, "c": {"b": 1}}
+
+
+@pytest.mark.parametrize("port", ["99999:5000", "0:5000", "5000:0", "65536:80", "05000:5000", "5000:5000/sctp"])
+def test_short_port_form_is_limited_to_real_ports(port):
+    found = loading_findings(findings_of({"ks": service(ports=[port])}))
+    assert [f.rule for f in found] == ["schema.pattern"] and "ports[0]" in found[0].message
+    assert "1-65535" in found[0].hint
+
+
+def loading_findings(found):
+    return [f for f in found if f.rule.startswith(("yaml.", "schema."))]
+
+
+@pytest.mark.parametrize("port", ["1:1", "5000:5000", "65535:65535/udp", "8080:80/tcp"])
+def test_short_port_form_accepts_every_real_port(port):
+    assert loading_findings(findings_of({"ks": service(ports=[port])})) == []
+
+
+NON_FINITE = [
+    ("stop_grace: {}\n", 4, "stop_grace"),
+    ("health: {{type: tcp, port: 5000, interval: {}}}\n", 4, "health.interval"),
+    ("health: {{type: tcp, port: 5000, timeout: {}}}\n", 4, "health.timeout"),
+    ("upgrade:\n  jobs:\n    migrate:\n      - command: [x]\n        timeout: {}\n", 8, "upgrade.jobs.migrate[0].timeout"),
+]
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", ".NaN"])
+@pytest.mark.parametrize("fragment, line, field", NON_FINITE)
+def test_non_finite_numbers_are_refused_at_their_line(fragment, line, field, value):
+    text = "project: keystone\nrelease: '2025.1'\nimage: a\n" + fragment.format(value)
+    found = findings_of({"ks": text})
+    assert [(f.rule, f.line) for f in found] == [("schema.non-finite", line)]
+    assert found[0].message.startswith(f"{field}: ") and "not a finite number" in found[0].message
+
+
+@pytest.mark.parametrize("fragment, line, field", NON_FINITE)
+def test_finite_numbers_in_the_same_places_pass(fragment, line, field):
+    text = "project: keystone\nrelease: '2025.1'\nimage: a\n" + fragment.format("2.5")
+    assert loading_findings(findings_of({"ks": text})) == []
+
+
+def test_non_finite_defaults_in_cloud_yaml_are_refused():
+    cloud = "name: c\nhosts: {h1: {engine: podman}}\ndefaults:\n  stop_grace: .nan\n"
+    found = findings_of({}, extra={"clouds/c/cloud.yaml": cloud})
+    assert [(f.rule, f.file, f.line) for f in found] == [("schema.non-finite", "clouds/c/cloud.yaml", 4)]
+
+
+def test_a_cloud_name_that_is_not_one_folder_is_a_repository_error():
+    from validators.load import RepoError, load_cloud
+    from validators.tree import MemoryTree
+
+    from .helpers import files
+    tree = MemoryTree(files({"ks": service()}))
+    for name in ("", "..", "c/../c", "c/"):
+        with pytest.raises(RepoError, match="invalid cloud name"):
+            load_cloud(tree, name)
+    assert load_cloud(tree, "c").cloud is not None
+
+
+def test_an_invalid_environment_name_is_named_at_its_key():
+    found = findings_of({"ks": "project: k\nrelease: '2025.1'\nimage: a\nenvironment:\n  OK: 1\n  1BAD: x\n"})
+    assert [(f.rule, f.line) for f in found] == [("schema.name", 6)] and "'1BAD'" in found[0].message
+    assert loading_findings(findings_of({"ks": service(environment={"OK_1": "x"})})) == []

@@ -1,5 +1,6 @@
 """Layers 2 and 3: every semantic and compatibility rule, failing and passing."""
 import pytest
+import yaml
 
 from validators.compat import requirement_holds
 from validators.releases import Release
@@ -45,6 +46,21 @@ def test_self_dependency_is_a_cycle():
     assert only(findings_of({"a": service(depends_on=["a"])}), "semantic.dependency-cycle")
 
 
+def chain(length, close=False):
+    """s0 → s1 → … → s(length-1), and back to s0 when `close`."""
+    services = {f"s{i}": service(depends_on=[f"s{i + 1}"]) for i in range(length - 1)}
+    services[f"s{length - 1}"] = service(depends_on=["s0"] if close else None)
+    return services
+
+
+def test_a_long_dependency_chain_is_walked_without_recursion():
+    # 1,200 services deep: more than Python's default recursion limit of 1,000
+    assert not only(findings_of(chain(1200)), "semantic.dependency-cycle")
+    found = only(findings_of(chain(1200, close=True)), "semantic.dependency-cycle")
+    assert len(found) == 1 and found[0].file.endswith("/s1199.yaml")
+    assert found[0].message.startswith("dependency cycle: s0 → s1 → s2") and found[0].message.endswith("s1199 → s0")
+
+
 def test_two_services_publishing_one_host_port_on_one_host():
     found = findings_of({"a": service(hosts=["h1"], ports=["5000:5000"]),
                          "b": service(hosts=["h1"], ports=["5000:80"])})
@@ -56,6 +72,31 @@ def test_same_port_on_different_hosts_or_protocols_is_fine():
                                  "b": service(hosts=["h2"], ports=["5000:5000"])}), "semantic.port-conflict")
     assert not only(findings_of({"a": service(hosts=["h1"], ports=["53:53/udp"]),
                                  "b": service(hosts=["h1"], ports=["53:53/tcp"])}), "semantic.port-conflict")
+
+
+@pytest.mark.parametrize("wildcard", [None, "", "0.0.0.0", "::"])
+def test_an_all_addresses_bind_conflicts_with_a_specific_address(wildcard):
+    port = {"container": 5000, "host": 5000} if wildcard is None else {"container": 5000, "host": 5000, "host_ip": wildcard}
+    found = only(findings_of({"a": service(hosts=["h1"], ports=[port]),
+                              "b": service(hosts=["h1"], ports=[{"container": 80, "host": 5000, "host_ip": "127.0.0.1"}])}),
+                 "semantic.port-conflict")
+    assert len(found) == 1 and "all addresses" in found[0].message and "127.0.0.1" in found[0].message
+
+
+def test_ipv4_and_ipv6_wildcards_conflict():
+    assert only(findings_of({"a": service(hosts=["h1"], ports=[{"container": 1, "host": 5000, "host_ip": "0.0.0.0"}]),
+                             "b": service(hosts=["h1"], ports=[{"container": 1, "host": 5000, "host_ip": "::"}])}),
+                "semantic.port-conflict")
+
+
+def test_the_same_specific_address_conflicts_and_different_ones_do_not():
+    def two(ip_a, ip_b):
+        return findings_of({"a": service(hosts=["h1"], ports=[{"container": 1, "host": 5000, "host_ip": ip_a}]),
+                            "b": service(hosts=["h1"], ports=[{"container": 1, "host": 5000, "host_ip": ip_b}])})
+    assert only(two("127.0.0.1", "127.0.0.1"), "semantic.port-conflict")
+    assert only(two("::1", "0:0:0:0:0:0:0:1"), "semantic.port-conflict")      # one address, two spellings
+    assert not only(two("127.0.0.1", "127.0.0.2"), "semantic.port-conflict")
+    assert not only(two("127.0.0.1", "::1"), "semantic.port-conflict")
 
 
 @pytest.mark.parametrize("source", ["/etc/passwd", "../other/x.conf", "config/../../x.conf"])
@@ -87,6 +128,8 @@ def test_replicas_respect_max_per_host_and_host_capacity():
 
 def test_requires_names_missing_service():
     assert only(findings_of({"p": service(requires={"keystone": ">=2025.1"})}), "semantic.unknown-requirement")
+    assert not only(findings_of({"p": service(requires={"keystone": ">=2025.1"}), "keystone": service()}),
+                    "semantic.unknown-requirement")
 
 
 def test_build_recipe_must_exist():
@@ -106,6 +149,23 @@ def test_health_port_not_listened_on_is_a_warning():
 def test_no_health_check_is_a_warning():
     found = only(findings_of({"ks": service(health=None)}), "semantic.no-health")
     assert found and found[0].severity == "warning"
+    assert not only(findings_of({"ks": service(health={"type": "tcp", "port": 5000})}), "semantic.no-health")
+    assert not only(findings_of({"ks": service(health=None, replicas=0)}), "semantic.no-health")   # serves nothing
+
+
+def test_a_file_in_services_that_is_not_yaml_is_ignored_with_a_warning():
+    found = findings_of({"ks": service()}, extra={"clouds/c/services/README.md": "# notes\n"})
+    stray = only(found, "semantic.stray-file")
+    assert len(stray) == 1 and stray[0].file == "clouds/c/services/README.md" and stray[0].severity == "warning"
+    assert not only(findings_of({"ks": service()}, extra={"clouds/c/services/nova.yml": yaml.safe_dump(service())}),
+                    "semantic.stray-file")
+
+
+def test_a_service_defined_by_two_files_is_an_error():
+    twice = {"clouds/c/services/ks.yml": yaml.safe_dump(service())}
+    found = only(findings_of({"ks": service()}, extra=twice), "semantic.duplicate-service")
+    assert len(found) == 1 and found[0].file == "clouds/c/services/ks.yml" and "'ks'" in found[0].message
+    assert not only(findings_of({"ks": service(), "nova": service()}), "semantic.duplicate-service")
 
 
 # -- compatibility -------------------------------------------------------------
@@ -117,6 +177,30 @@ def nova(role, release, **kw):
 def test_agent_may_not_lead_control():
     found = findings_of({"api": nova("control", "2025.1"), "cpu": nova("agent", "2025.2")})
     assert only(found, "compat.agent-leads-control")
+    assert not only(findings_of({"api": nova("control", "2025.2"), "cpu": nova("agent", "2025.2")}),
+                    "compat.agent-leads-control")
+    assert not only(findings_of({"api": nova("control", "2025.2"), "cpu": nova("agent", "2025.1")}),
+                    "compat.agent-leads-control")
+
+
+def test_agent_may_not_lead_any_control_service_mid_rollout():
+    found = only(findings_of({"api": nova("control", "2025.2"), "cond": nova("control", "2025.1"),
+                              "cpu": nova("agent", "2025.2")}), "compat.agent-leads-control")
+    assert len(found) == 1 and "cond at 2025.1" in found[0].message
+
+
+def test_agent_lag_is_measured_against_the_newest_control_service():
+    found = only(findings_of({"nova-api": nova("control", "2025.2"), "nova-conductor": nova("control", "2025.1"),
+                              "nova-compute": nova("agent", "2024.2")}), "compat.agent-lag")
+    assert len(found) == 1 and "nova-api at 2025.2" in found[0].message
+    assert not only(findings_of({"nova-api": nova("control", "2025.2"), "nova-conductor": nova("control", "2025.1"),
+                                 "nova-compute": nova("agent", "2025.1")}), "compat.agent-lag")
+
+
+def test_agent_at_the_previous_slurp_is_fine_while_controls_finish_a_skip_level_upgrade():
+    found = findings_of({"api": nova("control", "2026.1"), "cond": nova("control", "2025.1"),
+                         "cpu": nova("agent", "2025.1")})
+    assert not only(found, "compat.agent-lag") and not only(found, "compat.agent-leads-control")
 
 
 def test_agent_may_lag_one_release():
@@ -209,3 +293,67 @@ def test_cloud_rules_pass_when_satisfied():
 def test_cloud_rules_file_is_schema_checked():
     found = findings_of({"ks": service()}, extra={"clouds/c/rules.yaml": "rules: [{id: nope, message: x}]\n"})
     assert any(f.rule.startswith("schema.") and f.file.endswith("rules.yaml") for f in found)
+
+
+def test_a_requirement_that_is_not_one_is_a_bad_rule_on_its_line():
+    rules = ("rules:\n"
+             "  - id: custom.ok\n    message: fine\n    field: image\n    present: true\n"
+             "  - id: custom.needs-keystone\n    message: needs keystone\n    requires:\n      keystone: 'newest'\n")
+    found = findings_of({"keystone": service(), "nova": service(project="nova")},
+                        extra={"clouds/c/rules.yaml": rules})
+    bad = only(found, "custom.bad-rule")
+    assert len(bad) == 1                                     # once, not once per service
+    assert bad[0].file == "clouds/c/rules.yaml" and bad[0].line == 9      # its `keystone:` line
+    assert bad[0].message.startswith("custom.needs-keystone:") and "'newest'" in bad[0].message
+    good = rules.replace("'newest'", "'>=2025.1'")
+    assert not only(findings_of({"keystone": service()}, extra={"clouds/c/rules.yaml": good}), "custom.bad-rule")
+
+
+def regex_rule(pattern):
+    return ("rules:\n  - id: custom.name-form\n    message: names have the house form\n"
+            f"    field: user\n    must_match: '{pattern}'\n")
+
+
+def test_a_backtracking_pattern_is_bounded_and_reported_as_a_bad_rule():
+    import time
+    services = {f"s{i}": service(user="a" * 40 + "!") for i in range(20)}
+    start = time.monotonic()
+    found = findings_of(services, extra={"clouds/c/rules.yaml": regex_rule("(a|aa)+$")})
+    assert time.monotonic() - start < 10                     # exponential backtracking would never end
+    bad = only(found, "custom.bad-rule")
+    assert len(bad) == 1 and bad[0].file == "clouds/c/rules.yaml" and bad[0].line == 5
+    assert "custom.name-form" in bad[0].message and "must_match" in bad[0].message
+    assert "field user" in bad[0].message and bad[0].severity == "error"
+    assert not only(found, "custom.name-form")               # not applied, so no verdict either way
+
+
+def test_the_classic_catastrophic_pattern_gets_a_verdict_in_time():
+    import time
+    start = time.monotonic()
+    found = findings_of({"ks": service(user="a" * 5000 + "!")}, extra={"clouds/c/rules.yaml": regex_rule("^(a+)+$")})
+    assert time.monotonic() - start < 10
+    assert only(found, "custom.name-form") or only(found, "custom.bad-rule")
+    assert not only(findings_of({"ks": service(user="aaaa")}, extra={"clouds/c/rules.yaml": regex_rule("^(a+)+$")}),
+                    "custom.name-form")
+
+
+def test_many_slow_patterns_share_one_time_budget():
+    import time
+
+    from validators.custom import REGEX_BUDGET
+    rules = "rules:\n" + "".join(
+        f"  - id: custom.slow-{i}\n    message: slow\n    field: user\n    must_match: '(a|aa)+${i}'\n"
+        for i in range(12))
+    start = time.monotonic()
+    found = findings_of({"ks": service(user="a" * 40 + "!")}, extra={"clouds/c/rules.yaml": rules})
+    assert time.monotonic() - start < REGEX_BUDGET + 3
+    bad = only(found, "custom.bad-rule")
+    assert len(bad) == 12 and any("used up" in f.message for f in bad)
+
+
+def test_tuning_a_rule_that_cannot_be_tuned_is_flagged():
+    found = only(findings_of({"ks": service()}, extra={"clouds/c/rules.yaml": "severity:\n  yaml.syntax: 'off'\n"}),
+                 "custom.unknown-rule")
+    assert len(found) == 1 and "cannot be tuned" in found[0].message and found[0].line == 2
+    assert not only(findings_of({"ks": service()}, extra={"clouds/c/rules.yaml": "severity:\n  semantic.no-health: 'off'\n"}),
+                    "custom.unknown-rule")
