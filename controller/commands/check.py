@@ -19,7 +19,7 @@ def register(sub):
                                    "transition base→REV. Exit 0 clean, 1 errors found, 2 usage or repository error.")
     p.add_argument("--repo", default=".", help="git repository (bare or not); default: current directory")
     p.add_argument("--cloud", help="only this cloud (default: every clouds/<name>/)")
-    p.add_argument("--rev", default="HEAD", help="revision to validate (default HEAD)")
+    p.add_argument("--rev", help="revision to validate (default HEAD)")
     p.add_argument("--base", help="base revision: also validate the upgrade from it (a pull request's merge base)")
     p.add_argument("--worktree", action="store_true", help="validate the working tree (uncommitted files) instead of --rev")
     p.add_argument("--json", action="store_true", help="machine-readable report (stable; see README)")
@@ -30,8 +30,14 @@ def register(sub):
 def run(args) -> int:
     if args.list_rules:
         return _list_rules(args.json)
+    if args.worktree and args.rev is not None:
+        raise CommandError("--rev and --worktree exclude each other: --worktree validates the "
+                           "uncommitted files, --rev a commit", 2)
+    if args.cloud is not None and not args.cloud.strip():
+        raise CommandError("--cloud needs a cloud name (leave it out to check every cloud)", 2)
     try:
-        report = check(args.repo, rev=args.rev, base=args.base, cloud=args.cloud, worktree=args.worktree)
+        report = check(args.repo, rev=args.rev or "HEAD", base=args.base, cloud=args.cloud,
+                       worktree=args.worktree)
     except RepoError as err:
         raise CommandError(str(err), 2) from None
     if args.json:
@@ -56,7 +62,7 @@ def check(repo: str, *, rev: str = "HEAD", base: str | None = None, cloud: str |
         base_commit = source.commit(base)
         base_tree, base_id = source.tree(base), str(base_commit.id)
 
-    names = [cloud] if cloud else list_clouds(tree)
+    names = [cloud] if cloud is not None else list_clouds(tree)
     if not names:
         raise RepoError(f"{repo}: no clouds/<name>/cloud.yaml at {rev_id[:12]}")
     findings = []
