@@ -50,6 +50,12 @@ def connect_hosts(cloud, urls: dict[str, str] | None = None) -> dict[str, Engine
             for name, h in cloud.hosts.items()}
 
 
+def trust_every_commit(commit) -> None:
+    """The commit check of callers that need none: the gate (it applies commits it made
+    itself, in its own throw-away repository) and `tidegate down` (it applies nothing)."""
+    return None
+
+
 @dataclass
 class Target:
     """A validated revision: what the controller would converge to."""
@@ -88,12 +94,20 @@ class Controller:
         tree = self.source.tree(cid)
         loaded = load_cloud(tree, self.cloud)
         findings = check_state(loaded)
-        if base and base != cid and loaded.cloud is not None and not any(f.severity == "error" for f in findings):
+        base_loaded = None
+        if base and base != cid and loaded.cloud is not None:
             try:
                 base_loaded = load_cloud(self.source.tree(base), self.cloud)
             except RepoError:
                 base_loaded = None
-            if base_loaded is not None and base_loaded.cloud is not None:
+        if self.verify_commit is None and any(
+                lc is not None and lc.cloud is not None and lc.cloud.policy.require_signed
+                for lc in (loaded, base_loaded)):
+            findings.append(Finding(f"clouds/{self.cloud}/cloud.yaml", None, None, "error", "source.unsigned",
+                                    "policy.require_signed is on, but this controller was given no trusted keys",
+                                    "start it with --allowed-signers FILE and/or --gpg-keyring FILE"))
+        if base_loaded is not None and not any(f.severity == "error" for f in findings):
+            if base_loaded.cloud is not None:
                 down = [s for s, svc in loaded.cloud.services.items()
                         if s in base_loaded.cloud.services and svc.release < base_loaded.cloud.services[s].release]
                 history = self.source.prior_states(self.cloud, base, down) if down else {}

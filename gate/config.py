@@ -18,6 +18,8 @@ beyond TIDEGATE_CLOUD and TIDEGATE_HOOK_STATE.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 
 import yaml
@@ -92,3 +94,17 @@ def load(data: bytes | None, where: str) -> GateConfig:
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise GateConfigError(f"{where}: hook_timeout: expected seconds > 0")
     return GateConfig(tuple(endpoints), auth, {str(k): str(v) for k, v in env.items()}, probes, failed, float(timeout))
+
+
+def governing(base: bytes | None, head: bytes | None, where: str) -> tuple[GateConfig, str]:
+    """The head's gate.yaml, except that a change cannot raise its own availability budget:
+    the base's budget holds when it is stricter. Returns (config, a note when it applied)."""
+    config = load(head, where)
+    if base is None:
+        return config, ""
+    base_budget = load(base, f"{where} (base)").failed_requests
+    if base_budget >= config.failed_requests:
+        return config, ""
+    note = (f"budget: {config.failed_requests} failed request(s) allowed at head, {base_budget} at base: "
+            f"{base_budget} holds until the change merges")
+    return dataclasses.replace(config, failed_requests=base_budget), note

@@ -264,7 +264,10 @@ class Gate:
         base_files = cloud_files(source, base_commit, self.cloud)
         head_files = cloud_files(source, head_commit, self.cloud)
         gate_yaml = f"clouds/{self.cloud}/{gate_config.FILE}"
-        self.config = gate_config.load(head_files.get(gate_yaml, (None, 0))[0], gate_yaml)
+        self.config, note = gate_config.governing(base_files.get(gate_yaml, (None, 0))[0],
+                                                  head_files.get(gate_yaml, (None, 0))[0], gate_yaml)
+        if note:
+            self.say(note)
 
         from controller.engines import EngineError, connect
         try:
@@ -356,10 +359,11 @@ class Gate:
         self._end(p, not failed, failed[0].message if failed else f"{built} built, the rest cached", t0)
 
     def controller(self):
-        from controller.reconcile import Controller
+        from controller.reconcile import Controller, trust_every_commit
         from controller.source import Source
         return Controller(Source(str(self.git.path)), self.name, state_dir=self.work / "state",
-                          engines={"gate": self.engine}, progress=self._progress)
+                          engines={"gate": self.engine}, progress=self._progress,
+                          verify_commit=trust_every_commit)
 
     def _progress(self, event, step, detail) -> None:
         if event in ("done", "failed"):

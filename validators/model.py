@@ -140,7 +140,6 @@ class Policy:
     one_project_per_change: bool = False
     contract: str = "after-rollout"     # after-rollout | manual
     require_signed: bool = False
-    probe_budget: int = 0
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,10 @@ from .model import Policy
 from .releases import steps, upgrade_allowed, upgrade_path_hint
 from .rules import REGISTRY, SEVERITY_RANK, Hit, rule, severity_of
 
-# Policies a change can loosen: (field, loosened?) — booleans switched off, a budget raised.
+# Policies a change can loosen: (field, loosened?) — switches turned off.
 _POLICY_LOOSENED = {
     "one_project_per_change": lambda base, new: base and not new,
     "require_signed": lambda base, new: base and not new,
-    "probe_budget": lambda base, new: new > base,
 }
 
 
@@ -48,12 +47,11 @@ class TransitionContext:
 
 
 def governing_policy(base: Policy, new: Policy) -> Policy:
-    """The policy a change base → new is judged by: on if on in either, the smaller budget."""
+    """The policy a change base → new is judged by: a switch is on if it is on in either."""
     return dataclasses.replace(
         new,
         one_project_per_change=base.one_project_per_change or new.one_project_per_change,
         require_signed=base.require_signed or new.require_signed,
-        probe_budget=min(base.probe_budget, new.probe_budget),
     )
 
 

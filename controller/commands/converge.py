@@ -29,6 +29,7 @@ def register(sub):
                                    "steps per host and service, untouched services, migration phases, "
                                    "estimated time and impact. Exit 0, 1 if REV is invalid, 2 on errors.")
     _common(p)
+    signing_options(p)
     p.set_defaults(func=run_plan)
     p = sub.add_parser("apply", help="converge the cloud to a revision once",
                        description="Validate REV (and the transition from the last applied revision), "
@@ -103,7 +104,7 @@ def controller(args, progress=None, verify_commit=None):
 
 
 def run_plan(args) -> int:
-    ctl = controller(args)
+    ctl = controller(args, verify_commit=verifier(args))
     try:
         target = ctl.target(args.rev, base=Status.load(args.state_dir, args.cloud).last_applied_revision)
     except RepoError as err:
@@ -164,7 +165,8 @@ def register_down(sub):
 
 
 def run_down(args) -> int:
-    ctl = controller(args)
+    from controller.reconcile import trust_every_commit
+    ctl = controller(args, verify_commit=trust_every_commit)     # reads the hosts; applies nothing
     try:
         target = ctl.target(args.rev)
     except RepoError as err:

@@ -160,3 +160,24 @@ def test_controller_rejects_an_unsigned_commit_and_accepts_a_signed_one(repo, ke
     assert not rejected.valid
     assert [(f.rule, f.message) for f in rejected.findings] == [("source.unsigned", f"commit {unsigned[:12]} is not signed")]
     assert ctl.target(signed).valid
+
+
+def test_a_cloud_whose_policy_requires_signatures_is_refused_by_a_controller_without_keys(repo, tmp_path):
+    from controller.reconcile import Controller, trust_every_commit
+    from controller.source import Source
+
+    strict = dict(CLOUD)
+    strict["clouds/c/cloud.yaml"] = CLOUD["clouds/c/cloud.yaml"] + "policy: {require_signed: true}\n"
+    base = repo.commit(strict, "signatures required")
+    ctl = Controller(Source(repo.path), "c", state_dir=tmp_path / "state", engines={})
+    target = ctl.target(base)
+    assert not target.valid
+    assert [(f.file, f.rule) for f in target.findings] == [("clouds/c/cloud.yaml", "source.unsigned")]
+    assert "no trusted keys" in target.findings[0].message
+    # a change cannot switch the policy off for itself: the base's policy governs too
+    lax = repo.commit(CLOUD, "signatures no longer required")
+    assert not ctl.target(lax, base=base).valid
+    assert ctl.target(lax).valid                      # judged alone (no base), it is a valid state
+    # the gate applies only commits it made itself in its own repository
+    assert Controller(Source(repo.path), "c", state_dir=tmp_path / "s2", engines={},
+                      verify_commit=trust_every_commit).target(base).valid

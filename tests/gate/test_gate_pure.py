@@ -123,3 +123,13 @@ def test_a_teardown_that_fails_after_a_passing_change_is_infrastructure_not_a_ve
     broken = report(Phase("check", True), Phase("upgrade", False, message="wave 1: web"), teardown)
     assert broken.exit_code == 1 and broken.as_dict()["result"] == "fail"     # the change is still bad
     assert report(Phase("check", True), Phase("teardown", True)).exit_code == 0
+
+
+def test_a_change_cannot_raise_its_own_probe_budget():
+    from gate.config import governing
+    strict = b"endpoints: {web: {service: lb, port: 8080}}\nbudget: {failed_requests: 0}\n"
+    lax = b"endpoints: {web: {service: lb, port: 8080}}\nbudget: {failed_requests: 50}\n"
+    config, note = governing(strict, lax, "clouds/c/tests/gate.yaml")
+    assert config.failed_requests == 0 and "0 holds until the change merges" in note
+    assert governing(lax, strict, "g.yaml") == (load(strict, "g.yaml"), "")       # tightening is fine
+    assert governing(None, lax, "g.yaml")[0].failed_requests == 50               # a new gate.yaml
