@@ -133,12 +133,16 @@ class _Replica:
     stale: list = field(default_factory=list)     # to be replaced
 
 
-def plan(desired: Desired, observed: Observed, *, pending_contract: dict | None = None) -> Plan:
+def plan(desired: Desired, observed: Observed, *, pending_contract: dict | None = None,
+         contract_now: frozenset = frozenset()) -> Plan:
     """Steps converging `observed` to `desired`.
 
     `pending_contract`: service -> spec hash of an upgrade whose expand/migrate ran but
     whose contract has not (from the status record), so an interrupted upgrade still
     contracts once its rollout completes.
+
+    `contract_now`: services whose owed contract an operator asked for (`tidegate
+    contract`), which is how a cloud with `policy.contract: manual` closes the window.
     """
     pending_contract = pending_contract or {}
     cloud = desired.cloud
@@ -149,7 +153,8 @@ def plan(desired: Desired, observed: Observed, *, pending_contract: dict | None 
     blocked: set[tuple[str, str]] = {(h, "engine did not answer; retried at the next reconcile") for h in down}
 
     for name, ds in desired.services.items():
-        sp = _plan_service(desired, ds, observed.of(name), down, pending_contract.get(name))
+        sp = _plan_service(desired, ds, observed.of(name), down, pending_contract.get(name),
+                           _contract_due(desired) or name in contract_now)
         if sp is not None:
             plans[name] = sp
         elif any(h in down for h in ds.service.placement):
@@ -186,7 +191,7 @@ def _retire(c: Container, note: str = "") -> list[Step]:
 
 
 def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], down: frozenset,
-                  pending_hash: str | None) -> ServicePlan | None:
+                  pending_hash: str | None, contract_due: bool) -> ServicePlan | None:
     svc = ds.service
     cloud = desired.cloud.name
     replicas = [_Replica(i, host) for i, host in enumerate(svc.placement)]
@@ -214,7 +219,7 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
     active = [r for r in replicas if r.host not in down]
     surplus = [c for c in surplus if c.host not in down]
     work = [r for r in active if r.good is None or r.stale]
-    contract_owed = pending_hash == ds.hash and _contract_due(desired) and bool(svc.upgrade.phase("contract"))
+    contract_owed = pending_hash == ds.hash and contract_due and bool(svc.upgrade.phase("contract"))
     if not work and not surplus and not contract_owed:
         return None
 
@@ -314,7 +319,6 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
         steps += _retire(c, note="scaled down")
 
     # 4. Contract once every replica runs the new spec.
-    contract_due = _contract_due(desired)
     if contract_due and svc.upgrade.phase("contract") and (
             change == "upgrade" or pending_hash == ds.hash) and not any(r.host in down for r in replicas):
         jobs("contract", svc.upgrade.phase("contract"))

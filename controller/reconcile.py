@@ -56,6 +56,10 @@ def trust_every_commit(commit) -> None:
     return None
 
 
+class ContractRefused(Exception):
+    """`tidegate contract` cannot run the phase (the reason is the message)."""
+
+
 @dataclass
 class Target:
     """A validated revision: what the controller would converge to."""
@@ -188,6 +192,53 @@ class Controller:
                     back, _ = self._converge(good, status)
                     status.message += f"; converged back to {good.commit[:12]}" if back.ok else "; restoring the last good state failed too"
         status.save(self.state_dir)
+        return status
+
+    def contract(self, service: str) -> Status:
+        """Run the owed contract phase of `service` at the last applied revision (how a cloud
+        with `policy.contract: manual` closes the rollback window). Refused, with the reason,
+        when no contract is owed or the service's rollout has not finished."""
+        status = Status.load(self.state_dir, self.cloud)
+        if not status.last_applied_revision:
+            raise ContractRefused(f"cloud {self.cloud}: nothing applied yet")
+        owed = status.pending_contract.get(service)
+        if owed is None:
+            ran = status.contracted.get(service)
+            raise ContractRefused(f"{service}: no contract phase is owed" + (
+                f" (it ran at {ran.get('revision', '')[:12]} on {ran.get('at')})" if ran else ""))
+        desired = self._last_good(status)
+        if desired is None or service not in desired.services or desired.services[service].hash != owed:
+            raise ContractRefused(f"{service}: the upgrade that owes a contract is no longer what runs; "
+                                  "apply the branch first")
+        observed, unreachable = observe(self.engines(desired), self.cloud)
+        if unreachable:
+            raise ContractRefused(f"{service}: host(s) {', '.join(sorted(unreachable))} did not answer")
+        full = plan(desired, observed, pending_contract={service: owed}, contract_now=frozenset({service}))
+        mine = [sp for wave in full.waves for sp in wave if sp.service == service]
+        if not mine or "contract" not in mine[0].phases or any(
+                s.action not in ("network", "image", "job") for s in mine[0].steps):
+            raise ContractRefused(f"{service}: its rollout has not finished (every replica must run the new "
+                                  "release before contract); apply first")
+        executor = Executor(self.engines(desired), desired, config_root=self.config_root(), progress=self.progress,
+                            cancel=self.cancel, journal=lambda step: self._journal(status, desired, step))
+        outcome = executor.run(Plan(full.cloud, full.commit, ((mine[0],),), ()))
+        if outcome.ok:
+            status.record(desired.commit, "contract", outcome.seconds, f"{service}: contract phase ran")
+            try:
+                clouds = self.source.note(desired.commit).get("clouds")
+                record = clouds.get(self.cloud) if isinstance(clouds, dict) else None
+                record = record if isinstance(record, dict) else {}
+                contracted = sorted(self.source.contracted(desired.commit, self.cloud) | {service})
+                self.source.add_note(desired.commit, self.cloud, {**record, "contract": contracted})
+            except Exception as err:  # noqa: BLE001 — a read-only repo must not hide the result
+                status.message = f"could not write git note: {err}"
+        else:
+            status.failure = {"revision": desired.commit, "step": outcome.failed_step.describe()
+                              if outcome.failed_step else "", "error": outcome.error, "logs": outcome.logs}
+            status.errors_total += 1
+        status.save(self.state_dir)
+        if not outcome.ok:
+            raise ContractRefused(f"{service}: contract failed: {outcome.summary()}")
         return status
 
     def _converge(self, desired: Desired, status: Status) -> tuple[Outcome, Plan | None]:

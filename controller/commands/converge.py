@@ -45,6 +45,14 @@ def register(sub):
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_status)
     register_down(sub)
+    p = sub.add_parser("contract", help="run a service's owed contract phase (ends its rollback window)",
+                       description="Run the contract jobs of SERVICE's last upgrade at the last applied "
+                                   "revision, once every replica runs the new release. Clouds with "
+                                   "`policy.contract: manual` keep the rollback window open until this is run. "
+                                   "Exit 0 done, 1 refused or failed (the reason is printed), 2 usage errors.")
+    _common(p, rev=False)
+    p.add_argument("--service", required=True, help="the service whose contract phase is owed")
+    p.set_defaults(func=run_contract)
 
 
 def urls(pairs: list[str]) -> dict[str, str]:
@@ -198,3 +206,23 @@ def _remove(ctl, target, args) -> bool:
         print(f"{host}: removed {len(removed)} item(s)" + (f"; left {', '.join(left)}" if left else ""))
         left_any |= bool(left)
     return left_any
+
+
+def run_contract(args) -> int:
+    from controller.reconcile import ContractRefused
+    ctl = controller(args, progress=None if args.json else _progress)
+    held = lock(args)
+    try:
+        status = ctl.contract(args.service)
+    except ContractRefused as err:
+        print(f"tidegate: contract refused: {err}", file=sys.stderr)
+        return 1
+    except RepoError as err:
+        raise CommandError(str(err), 2) from None
+    finally:
+        held.release()
+    if args.json:
+        print(json.dumps(status.as_dict(), indent=2))
+    else:
+        print(f"{args.service}: contract phase ran; no rollback past {status.last_applied_revision[:12]} from now on")
+    return 0

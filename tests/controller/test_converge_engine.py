@@ -3,6 +3,7 @@ downtime, keeps the old version serving when the new one fails, converges back o
 `git revert`, repairs drift, resumes after a crash, ignores invalid commits."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -334,7 +335,6 @@ def test_plan_apply_status_commands_and_the_git_note(web):
     """What an operator types: plan (touches nothing), apply (refused while another
     controller holds the cloud), status --json, and the note on the applied commit."""
     import fcntl
-    import json
     import subprocess
     import sys
 
@@ -370,3 +370,35 @@ def test_plan_apply_status_commands_and_the_git_note(web):
     note = json.loads(web.repo.git("notes", "--ref", "tidegate", "show", up))
     record = note["clouds"][web.name]
     assert record["result"] == "applied" and record["hosts"] == ["local"] and "web" in record["services"]
+
+
+def test_a_manual_contract_keeps_the_window_open_until_the_operator_runs_it(web):
+    import subprocess
+    import sys
+    cloud_yaml = web.folder / "cloud.yaml"
+    web.repo.commit({f"clouds/{web.name}/cloud.yaml": cloud_yaml.read_text() + "policy: {contract: manual}\n"},
+                    "contract phases by hand")
+    assert web.reconcile().condition() == "Ready"
+    data = web.service("web")
+    data.update(release="2025.2", image="localhost/tidegate/web:2025.2",
+                environment={**data["environment"], "RELEASE": "2025.2"})
+    data["upgrade"]["jobs"] = {"expand": [{"command": ["sh", "-c", "echo expanded > /data/value"]}],
+                               "contract": [{"command": ["sh", "-c", "echo contracted > /data/value"]}]}
+    up = web.commit_service("web", data, "web 2025.2 with migration phases")
+    status = web.reconcile()
+    assert status.condition() == "Ready" and status.pending_contract == {"web": status.services["web"]["hash"]}
+    assert "rollback window open" in status.render() and web.get("/data") == (200, "expanded\n")
+    assert web.reconcile(drift_check=True).drift_repairs == 0          # settled: nothing owed by itself
+
+    def contract():
+        return subprocess.run([sys.executable, "-m", "controller.cli", "contract", "--repo", str(web.repo.path),
+                               "--cloud", web.name, "--service", "web", "--state-dir", str(web.state_dir),
+                               "--engine-url", f"{web.engine.kind}={web.engine.url}"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = contract()
+    assert done.returncode == 0 and "contract phase ran" in done.stdout, done.stdout + done.stderr
+    assert web.get("/data") == (200, "contracted\n")
+    again = contract()
+    assert again.returncode == 1 and "no contract phase is owed (it ran at" in again.stderr, again.stderr
+    note = json.loads(web.repo.git("notes", "--ref", "tidegate", "show", up))
+    assert note["clouds"][web.name]["contract"] == ["web"]          # the rollback window is closed
