@@ -291,6 +291,28 @@ def test_graceful_stop_honours_the_grace_period(engine, base_image, unique, clea
         assert grace - 0.2 < took < grace + 5 and engine.inspect(name).exit_code == 137
 
 
+IGNORES_TERM = ("import signal, time\n"
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "open('/tmp/started', 'w').write('yes')\n"
+                "time.sleep(120)\n")
+
+
+def test_a_zero_grace_kills_at_once_when_stopped_with_the_grace_it_was_created_with(
+        engine, base_image, unique, cleanup):
+    name = f"{unique}-nograce"
+    cleanup["containers"].append(name)
+    started(engine, name, base_image, ["python3", "-c", IGNORES_TERM], stop_grace=0)
+    for _ in range(100):
+        if engine.exec(name, ["test", "-f", "/tmp/started"]).exit_code == 0:
+            break
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    engine.stop(name)                                    # grace 0, as created: not the 10 s default
+    took = time.monotonic() - t0
+    stopped = engine.inspect(name)
+    assert stopped.state == "exited" and stopped.exit_code == 137 and took < 5, (took, stopped)
+
+
 def test_one_engine_object_serves_several_threads(engine, base_image, unique, cleanup):
     name = f"{unique}-busy"
     cleanup["containers"].append(name)
