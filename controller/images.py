@@ -12,15 +12,22 @@ A recipe is `clouds/<cloud>/images/<name>.yaml`:
     user: keystone
     command: [uwsgi, --http-socket, ":5000", ...]
 
-or a build context `clouds/<cloud>/images/<name>/Containerfile` whose FROM names another
-recipe's image.
+or a build context `clouds/<cloud>/images/<name>/Containerfile` (its first line may name
+the image: `# image: localhost/tidegate/app:1`) whose FROM may name another recipe's image:
+that recipe is its base, built first, and its hash is part of the context's hash (a
+changed base rebuilds its dependants).
 
 Everything happens offline: mmdebstrap installs the packages from the Debian mirror this
 machine already uses, files are copied in and `run` commands run in a chroot, so no
 container is needed to build. The rootfs is imported, and a metadata-only Containerfile
 (ENV, WORKDIR, USER, CMD, LABEL — no RUN) gives the image its command on both engines.
-The image carries `tidegate.recipe-hash`; a build whose hash matches is skipped, and the
-rootfs tarball is cached on disk by the same hash.
+
+Every image is tagged twice: with its name (what services use) and with its recipe's hash
+(`<repo>:recipe-<hash>`), and carries the hash as the `tidegate.recipe-hash` label. The
+hash tag decides "up to date": two recipes that name the same image with different
+contents (two clouds' keystone:2025.1 on one engine) each keep their own build, and
+building the other one again only moves the name tag back. The rootfs tarball is cached
+on disk by the hash of what it depends on.
 """
 from __future__ import annotations
 
@@ -40,10 +47,12 @@ from typing import Callable
 
 import yaml
 
-from .engines.base import Engine, EngineError, ImageInfo
+from .engines.base import Engine, EngineError, EngineUnreachable, ImageInfo
+from .engines.common import split_ref
 
 BUILDER_VERSION = "1"          # bump to rebuild every image
 LABEL_RECIPE = "tidegate.recipe-hash"
+HASH_TAG = "recipe-"           # <repo>:recipe-<hash>: the tag that says which recipe built an image
 # Per-suite mmdebstrap options: facts about the mirrors we meet.
 SUITES = {
     "bookworm": {"aptopts": []},
@@ -102,6 +111,7 @@ class Recipe:
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     containerfile: str | None = None            # a Containerfile context instead
+    bases: tuple["Recipe", ...] = ()             # recipes whose images the context's FROM names
     data: dict = field(default_factory=dict, compare=False)
 
     def rootfs_hash(self) -> str:
@@ -114,29 +124,79 @@ class Recipe:
         return h.hexdigest()[:16]
 
     def hash(self) -> str:
-        """What the image depends on (rootfs and metadata, or the whole context)."""
+        """What the image depends on (rootfs and metadata, or the whole context and the
+        hashes of the recipes its FROM names)."""
         h = hashlib.sha256(BUILDER_VERSION.encode())
         if self.containerfile:
             ctx = Path(self.containerfile).parent
             for p in sorted(ctx.rglob("*")):
                 if p.is_file():
                     h.update(str(p.relative_to(ctx)).encode() + b"\0" + p.read_bytes())
+            h.update(self.image.encode())
+            for base in self.bases:
+                h.update(f"\0base\0{base.name}\0{base.hash()}".encode())
         else:
             h.update(self.rootfs_hash().encode())
             h.update(json.dumps([self.image, list(self.env), self.workdir, self.user, self.command,
                                  self.entrypoint]).encode())
         return h.hexdigest()[:16]
 
+    def hash_ref(self) -> str:
+        """The image's second tag, naming the recipe hash that built it."""
+        return f"{split_ref(self.image)[0]}:{HASH_TAG}{self.hash()}"
 
-def load_recipe(images_dir: str | os.PathLike, name: str) -> Recipe:
+
+def _same_image(a: str, b: str) -> bool:
+    return split_ref(a) == split_ref(b)
+
+
+def _context_image(context: Path, name: str) -> str:
+    first = context.read_text().split("\n", 1)[0]
+    image = re.search(r"#\s*image:\s*(\S+)", first)
+    return image.group(1) if image else f"localhost/tidegate/{name}:latest"
+
+
+def _from_refs(containerfile: Path) -> list[str]:
+    """The images a Containerfile's FROM lines name (flags such as --platform skipped)."""
+    refs = []
+    for line in containerfile.read_text().splitlines():
+        m = re.match(r"\s*FROM\s+(?:--\S+\s+)*(\S+)", line, re.I)
+        if m and m.group(1) not in refs:
+            refs.append(m.group(1))
+    return refs
+
+
+def _image_of(folder: Path, name: str) -> str | None:
+    """The image a recipe of `folder` makes, read cheaply (None when unreadable)."""
+    context = folder / name / "Containerfile"
+    path = folder / f"{name}.yaml"
+    if context.is_file() and not path.exists():
+        return _context_image(context, name)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    return str(data["name"]) if isinstance(data, dict) and "name" in data else None
+
+
+def load_recipe(images_dir: str | os.PathLike, name: str, _chain: tuple[str, ...] = ()) -> Recipe:
     folder = Path(images_dir)
     context = folder / name / "Containerfile"
     path = folder / f"{name}.yaml"
     if context.is_file() and not path.exists():
-        first = context.read_text().split("\n", 1)[0]
-        image = re.search(r"#\s*image:\s*(\S+)", first)
-        return Recipe(name, image.group(1) if image else f"localhost/tidegate/{name}:latest", str(folder),
-                      containerfile=str(context))
+        image = _context_image(context, name)
+        bases = []
+        others = {other: _image_of(folder, other) for other in list_recipes(folder) if other != name}
+        for ref in _from_refs(context):
+            makers = [other for other, made in others.items() if made and _same_image(made, ref)]
+            if len(makers) > 1:
+                raise BuildError(f"{context}: FROM {ref} is the image of several recipes ({', '.join(makers)})")
+            if makers:
+                if makers[0] in _chain + (name,):
+                    cycle = " → ".join(_chain + (name, makers[0]))
+                    raise BuildError(f"{context}: recipes build on each other in a circle: {cycle}")
+                bases.append(load_recipe(folder, makers[0], _chain + (name,)))
+        return Recipe(name, image, str(folder), containerfile=str(context), bases=tuple(bases))
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -169,6 +229,24 @@ def list_recipes(images_dir: str | os.PathLike) -> list[str]:
     names = {p.stem for p in folder.glob("*.yaml")}
     names |= {p.parent.name for p in folder.glob("*/Containerfile")}
     return sorted(names)
+
+
+def build_order(images_dir: str | os.PathLike, names: list[str] | None = None) -> list[Recipe]:
+    """The recipes `names` (default: all) and the bases they build on, every base before
+    the recipes that build on it (otherwise alphabetical)."""
+    order: list[Recipe] = []
+    seen: set[str] = set()
+
+    def visit(recipe: Recipe) -> None:
+        if recipe.name in seen:
+            return
+        seen.add(recipe.name)
+        for base in recipe.bases:
+            visit(base)
+        order.append(recipe)
+    for name in names if names else list_recipes(images_dir):
+        visit(load_recipe(images_dir, name))
+    return order
 
 
 @contextmanager
@@ -234,34 +312,66 @@ def _metadata_containerfile(recipe: Recipe, base: str, recipe_hash: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(engine: Engine, recipe: Recipe, *, log: Log | None = None, force: bool = False) -> tuple[ImageInfo, bool]:
-    """Build `recipe` on `engine` unless an image with its hash is there.
-    Returns (image, built: False when it was cached)."""
+def build(engine: Engine, recipe: Recipe, *, log: Log | None = None, force: bool = False,
+          bases: bool = True) -> tuple[ImageInfo, bool]:
+    """Build `recipe` on `engine` unless the image its hash names is there (then at most
+    the name tag is moved back to it). The recipes it builds on are made up to date first
+    (`bases=False`: the caller did, see build_order). Returns (image, built: False when
+    it was there already). A failed build raises BuildError carrying the log's tail; an
+    engine that does not answer, EngineUnreachable."""
     log = log or (lambda line: None)
+    if bases:
+        for base in recipe.bases:
+            build(engine, base, log=log)
     recipe_hash = recipe.hash()
-    current = engine.image(recipe.image)
-    if current is not None and current.labels.get(LABEL_RECIPE) == recipe_hash and not force:
-        log(f"{recipe.image}: up to date ({recipe_hash})")
-        return current, False
+    by_hash = recipe.hash_ref()
     lines: list[str] = []
 
     def keep(line: str) -> None:
         lines.append(line)
         log(line)
     try:
+        if not force:
+            found = _cached(engine, recipe, recipe_hash, by_hash, keep)
+            if found is not None:
+                return found, False
         if recipe.containerfile:
             ctx = Path(recipe.containerfile).parent
-            info = engine.build(str(ctx), recipe.image, containerfile="Containerfile",
-                                labels={LABEL_RECIPE: recipe_hash, "tidegate.recipe": recipe.name}, log=keep)
-            return info, True
-        tar = build_rootfs(recipe, keep)
-        base = f"localhost/tidegate-rootfs:{tar.stem.split('-')[-1]}"
-        if engine.image(base) is None:
-            keep(f"importing {tar.name} as {base}")
-            engine.import_rootfs(str(tar), base)
-        with tempfile.TemporaryDirectory(prefix="tidegate-build-") as ctx:
-            Path(ctx, "Containerfile").write_text(_metadata_containerfile(recipe, base, recipe_hash))
-            info = engine.build(ctx, recipe.image, containerfile="Containerfile", log=keep)
+            engine.build(str(ctx), by_hash, containerfile="Containerfile",
+                         labels={LABEL_RECIPE: recipe_hash, "tidegate.recipe": recipe.name}, log=keep)
+        else:
+            tar = build_rootfs(recipe, keep)
+            base = f"localhost/tidegate-rootfs:{tar.stem.split('-')[-1]}"
+            if engine.image(base) is None:
+                keep(f"importing {tar.name} as {base}")
+                engine.import_rootfs(str(tar), base)
+            with tempfile.TemporaryDirectory(prefix="tidegate-build-") as ctx:
+                Path(ctx, "Containerfile").write_text(_metadata_containerfile(recipe, base, recipe_hash))
+                engine.build(ctx, by_hash, containerfile="Containerfile", log=keep)
+        engine.tag(by_hash, recipe.image)
+        info = engine.image(recipe.image)
+        if info is None:
+            raise engine.error(f"build {recipe.image}", "built, then missing")
         return info, True
     except EngineError as err:
+        if isinstance(err, EngineUnreachable):    # the engine does not answer: not this recipe's fault
+            raise
         raise BuildError(f"building {recipe.image} on host {engine.host}: {err.message}", "\n".join(lines[-25:])) from None
+
+
+def _cached(engine: Engine, recipe: Recipe, recipe_hash: str, by_hash: str, log: Log) -> ImageInfo | None:
+    """The image this recipe's hash names, its name tag pointing at it; None: build it."""
+    hit = engine.image(by_hash)
+    current = engine.image(recipe.image)
+    if hit is None and current is not None and current.labels.get(LABEL_RECIPE) == recipe_hash:
+        engine.tag(recipe.image, by_hash)           # built before images had hash tags: adopt it
+        hit = engine.image(by_hash)
+    if hit is None or hit.labels.get(LABEL_RECIPE) != recipe_hash:
+        return None
+    if current is None or current.id != hit.id:
+        # the name was taken by another recipe's build (or removed): move it back, no rebuild
+        engine.tag(by_hash, recipe.image)
+        log(f"{recipe.image}: re-tagged to {by_hash}")
+        return engine.image(recipe.image)
+    log(f"{recipe.image}: up to date ({recipe_hash})")
+    return current

@@ -23,30 +23,44 @@ def register(sub):
 def run(args) -> int:
     from controller.engines import local
     directory = Path(args.dir) if args.dir else local.engines_home() / args.kind
-    record = local.running(directory)
+    found = local.recorded(directory)
+    # a recorded PID is trusted only while it is still that engine (reboot, PID reuse)
+    stale = local.stale_reason(found) if found is not None else None
+    record = found if stale is None else None
     if args.action == "up":
+        notes = []
         if record is None and not args.dir:
             system = local.SYSTEM_SOCKETS[args.kind]
             if Path(system).exists():
-                return _report(args, {"kind": args.kind, "url": f"unix://{system}", "pid": None,
-                                      "note": "a system engine already runs; using it as it is"})
+                if local.answers(args.kind, system):
+                    return _report(args, {"kind": args.kind, "url": f"unix://{system}", "pid": None,
+                                          "note": "a system engine already runs; using it as it is"})
+                # a socket file outlives its engine (crash, unclean shutdown): ask, do not assume
+                notes.append(f"{system} exists but no engine answers on it; starting a private engine instead")
         if record is None:
             try:
                 record = local.start_engine(args.kind, directory)
             except local.LocalEngineError as err:
-                raise CommandError(f"engine up: {err}", 2) from None
+                raise CommandError(f"engine up: {' '.join(notes + [str(err)])}", 2) from None
+            if record.replaced:
+                notes.append(f"replaced a stale record: {record.replaced}")
             note = f"started in {record.start_seconds:.1f}s"
         else:
             note = "already running"
         return _report(args, {"kind": record.kind, "url": record.url, "pid": record.pid, "dir": record.dir,
-                              "env": record.env(), "note": note})
+                              "env": record.env(), "note": note, "notes": notes})
     if args.action == "down":
+        if stale is not None:
+            local.stop_engine(found, purge=args.purge)     # forgets the record, signals nothing
+            return _report(args, {"kind": args.kind, "dir": str(directory), "note": "not running",
+                                  "notes": [f"removed a stale record: {stale}; nothing was signalled"]})
         if record is None:
             return _report(args, {"kind": args.kind, "dir": str(directory), "note": "not running"})
         local.stop_engine(record, purge=args.purge)
         return _report(args, {"kind": record.kind, "pid": record.pid, "note": "stopped"})
     if record is None:
-        _report(args, {"kind": args.kind, "dir": str(directory), "note": "not running"})
+        _report(args, {"kind": args.kind, "dir": str(directory), "note": "not running",
+                       "notes": [f"stale record: {stale}"] if stale else []})
         return 1
     return _report(args, {"kind": record.kind, "url": record.url, "pid": record.pid, "dir": record.dir,
                           "env": record.env(), "note": "running"})
@@ -62,6 +76,8 @@ def _report(args, data: dict) -> int:
     if data.get("pid"):
         line += f" (pid {data['pid']})"
     print(line)
+    for note in data.get("notes") or ():
+        print(f"  note: {note}")
     for k, v in (data.get("env") or {}).items():
         print(f"  export {k}={v}")
     return 0

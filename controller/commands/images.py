@@ -43,21 +43,31 @@ def run(args) -> int:
             except images.BuildError as err:
                 print(f"{name}: {err}")
                 continue
-            print(f"{name:<24} {recipe.image:<44} {recipe.suite or 'Containerfile':<10} {recipe.hash()}")
+            on = f"  (on {', '.join(b.name for b in recipe.bases)})" if recipe.bases else ""
+            print(f"{name:<24} {recipe.image:<44} {recipe.suite or 'Containerfile':<10} {recipe.hash()}{on}")
         return 0
     if not names:
         raise CommandError(f"no image recipes in {folder}", 2)
+    try:
+        # every base before the recipes whose FROM names its image (the named ones and their bases)
+        order = images.build_order(folder, names)
+    except images.BuildError as err:
+        raise CommandError(str(err), 2) from None
     engine = connect(args.engine, args.url or default_engine_url(args.engine), "local")
-    failed = 0
-    for name in names:
+    failed: list[str] = []
+    for recipe in order:
+        print(f"== {recipe.name} → {recipe.image}", flush=True)
+        broken = [b.name for b in recipe.bases if b.name in failed]
+        if broken:
+            failed.append(recipe.name)
+            print(f"tidegate: {recipe.name} not built: its base {', '.join(broken)} failed", file=sys.stderr)
+            continue
         try:
-            recipe = images.load_recipe(folder, name)
-            print(f"== {name} → {recipe.image}", flush=True)
-            info, built = images.build(engine, recipe, force=args.force,
+            info, built = images.build(engine, recipe, force=args.force and recipe.name in names, bases=False,
                                        log=lambda line: print(f"   {line}", flush=True))
             print(f"   {'built' if built else 'up to date'}: {info.id[:19]}")
         except images.BuildError as err:
-            failed += 1
+            failed.append(recipe.name)
             print(f"tidegate: {err}", file=sys.stderr)
             for line in err.log.splitlines()[-25:]:
                 print(f"   | {line}", file=sys.stderr)

@@ -73,6 +73,16 @@ def one_line(text, limit: int = 400) -> str:
     return " ".join(str(text).split())[:limit]
 
 
+DEFAULT_GRACE = 10.0       # seconds, when a container records no stop timeout
+
+
+def recorded_grace(config: dict) -> float:
+    """The stop grace a container was created with, from its inspected Config: absent or
+    null means the engine's default, and 0 means 0 (kill at once), never the default."""
+    value = (config or {}).get("StopTimeout")
+    return DEFAULT_GRACE if value is None else float(value)
+
+
 def grace_seconds(grace: float) -> int:
     """The engines take whole seconds; never give a process less time than asked."""
     return max(0, math.ceil(grace - 1e-9))

@@ -172,7 +172,7 @@ class DockerEngine(Engine):
             a = self._call(op, lambda: self.api.inspect_container(name_or_id), missing_ok=True)
             if a is None:
                 return
-            grace = (a.get("Config") or {}).get("StopTimeout") or 10
+            grace = common.recorded_grace(a.get("Config"))
         # docker-py adds the grace to the HTTP timeout itself
         self._call(op, lambda: self.api.stop(name_or_id, timeout=common.grace_seconds(grace)), missing_ok=True)
 

@@ -15,6 +15,12 @@ Quirk: podman 4.3's netavark keeps aardvark-dns state in the machine-global
 Each instance leases a /16 from a small file-based pool so that instances (xdist
 workers, a demo, a gate) never route the same subnet. Its PID and URL are recorded in
 <dir>/engine.json; `stop_engine` stops that PID and nothing else.
+
+A recorded PID is trusted only while it is still that engine: after a reboot or once
+the PID is reused, an unrelated process may carry it. The process must run the
+instance's engine program (podman / dockerd) on the instance's own socket, and must have
+started before the record was written; otherwise the record is stale: it is reported,
+never signalled, and replaced by the next start.
 """
 from __future__ import annotations
 
@@ -30,7 +36,10 @@ from pathlib import Path
 POOL_DIR = Path(os.environ.get("TIDEGATE_NETPOOL", "/tmp/tidegate-netpool"))
 POOL_SIZE = 150                  # 10.100.0.0/16 … 10.249.0.0/16
 SYSTEM_SOCKETS = {"podman": "/run/podman/podman.sock", "docker": "/var/run/docker.sock"}
+PING_PATHS = {"podman": "/v4.0.0/libpod/_ping", "docker": "/_ping"}
+PROGRAMS = {"podman": "podman", "docker": "dockerd"}     # what an instance's PID runs
 START_TIMEOUT = 60.0
+CLOCK_SLACK = 2.0                # seconds: process start times are read to 1/100 s, boot time to 1 s
 
 
 class LocalEngineError(Exception):
@@ -46,6 +55,7 @@ class LocalEngine:
     pool_index: int
     started_at: float
     start_seconds: float = 0.0
+    replaced: str = ""           # why the record found in `dir` was stale, when this start replaced one
 
     @property
     def containers_conf(self) -> str | None:
@@ -72,7 +82,8 @@ def _lease(owner: str) -> int:
                 data = json.loads(path.read_text() or "{}")
             except (OSError, ValueError):
                 continue
-            if data.get("pid") and not _alive(data["pid"]) and time.time() - data.get("at", 0) > 30:
+            pid, at = data.get("pid"), data.get("at", 0)
+            if pid and (not _alive(pid) or _started_after(pid, at)) and time.time() - at > 30:
                 path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as f:
@@ -101,6 +112,19 @@ def _release(index: int) -> None:
     (POOL_DIR / str(index)).unlink(missing_ok=True)
 
 
+def _release_if_ours(record: "LocalEngine") -> bool:
+    """Release the lease of a stale record, unless another instance holds that index now."""
+    path = POOL_DIR / str(record.pool_index)
+    try:
+        data = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return False
+    if data.get("owner") == record.dir and data.get("pid") == record.pid:
+        path.unlink(missing_ok=True)
+        return True
+    return False
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -113,6 +137,61 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _process_start(pid: int) -> float | None:
+    """When process `pid` started (epoch seconds), from /proc; None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # the command name (field 2) may hold spaces and parentheses: fields after the last ")"
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _started_after(pid: int, when: float) -> bool:
+    """Did `pid` start after `when`? Then it is not the process recorded at `when`."""
+    start = _process_start(pid)
+    return start is not None and start > when + CLOCK_SLACK
+
+
+def stale_reason(record: "LocalEngine") -> str | None:
+    """Why `record` no longer describes a running engine, or None when its PID is still
+    that engine: the instance's engine program, serving the instance's socket, started
+    before the record was written. A live PID alone proves nothing (reboot, PID reuse)."""
+    if not _alive(record.pid):
+        return f"pid {record.pid} is not running"
+    argv = _argv(record.pid)
+    program = PROGRAMS.get(record.kind, record.kind)
+    if not argv or os.path.basename(argv[0]) != program or record.url not in argv:
+        what = " ".join(argv)[:80] or "unreadable"
+        return f"pid {record.pid} is now `{what}`, not {program} on {record.url}"
+    if _started_after(record.pid, record.started_at):
+        return f"pid {record.pid} started after the record was written (the PID was reused)"
+    return None
+
+
+def forget(record: "LocalEngine") -> None:
+    """Drop a stale record (and its subnet lease) without signalling anything."""
+    if _release_if_ours(record) and record.kind == "docker":
+        _remove_bridge(record.pool_index)        # the lease was still ours: so is its bridge
+    path = Path(record.dir, "engine.json")
+    try:
+        if json.loads(path.read_text()).get("pid") == record.pid:
+            path.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 # -- start / stop ------------------------------------------------------------------
@@ -141,6 +220,11 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 """)
+
+
+def answers(kind: str, sock: str) -> bool:
+    """Does an engine of `kind` answer on unix socket `sock` (not merely: does the file exist)?"""
+    return _ping(sock, PING_PATHS[kind])
 
 
 def _ping(sock: str, path: str) -> bool:
@@ -187,11 +271,17 @@ def podman_args(d: Path) -> list[str]:
 
 
 def start_engine(kind: str, directory: str | os.PathLike) -> LocalEngine:
-    """Start a private engine in `directory` (created), wait until it answers."""
+    """Start a private engine in `directory` (created), wait until it answers. An engine
+    recorded there and still running is returned as it is; a stale record is replaced
+    (the new record's `replaced` says why)."""
     d = Path(directory).resolve()
-    existing = running(d)
+    replaced = ""
+    existing = recorded(d)
     if existing is not None:
-        return existing
+        replaced = stale_reason(existing) or ""
+        if not replaced:
+            return existing
+        forget(existing)
     d.mkdir(parents=True, exist_ok=True)
     index = _lease(str(d))
     sock = d / f"{kind}.sock"
@@ -207,13 +297,11 @@ def start_engine(kind: str, directory: str | os.PathLike) -> LocalEngine:
         env.pop("CONTAINER_HOST", None)
         (d / "netrun").mkdir(exist_ok=True)
         argv = _own_netrun(d) + podman_args(d) + ["system", "service", "--time=0", f"unix://{sock}"]
-        ping_path = "/v4.0.0/libpod/_ping"
     elif kind == "docker":
         bridge = _bridge(index)
         argv = ["dockerd", "-H", f"unix://{sock}", "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
                 "--pidfile", str(d / "docker.pid"), "--bridge", bridge, "--iptables=false", "--ip6tables=false",
                 "--default-address-pool", f"base=10.{100 + index}.0.0/16,size=24"]
-        ping_path = "/_ping"
     else:
         _release(index)
         raise LocalEngineError(f"unknown engine kind {kind!r}")
@@ -225,7 +313,7 @@ def start_engine(kind: str, directory: str | os.PathLike) -> LocalEngine:
         _release(index)
         raise LocalEngineError(f"{argv[0]} is not installed (make setup installs it)") from None
     _claim(index, proc.pid, str(d))
-    while not _ping(str(sock), ping_path):
+    while not answers(kind, str(sock)):
         if proc.poll() is not None:
             _release(index)
             tail = (d / "engine.log").read_text(errors="replace").splitlines()[-5:]
@@ -235,19 +323,25 @@ def start_engine(kind: str, directory: str | os.PathLike) -> LocalEngine:
             _release(index)
             raise LocalEngineError(f"{kind} did not answer on {sock} within {START_TIMEOUT:.0f}s")
         time.sleep(0.05)
-    record = LocalEngine(kind, str(d), f"unix://{sock}", proc.pid, index, time.time(), time.monotonic() - t0)
+    record = LocalEngine(kind, str(d), f"unix://{sock}", proc.pid, index, time.time(), time.monotonic() - t0,
+                         replaced)
     (d / "engine.json").write_text(json.dumps(asdict(record), indent=2))
     return record
 
 
-def running(directory: str | os.PathLike) -> LocalEngine | None:
-    """The engine recorded in `directory`, if its process still runs."""
+def recorded(directory: str | os.PathLike) -> LocalEngine | None:
+    """The engine recorded in `directory`, whether or not it still runs."""
     path = Path(directory) / "engine.json"
     try:
-        record = LocalEngine(**json.loads(path.read_text()))
+        return LocalEngine(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return record if _alive(record.pid) else None
+
+
+def running(directory: str | os.PathLike) -> LocalEngine | None:
+    """The engine recorded in `directory`, if that engine still runs (see stale_reason)."""
+    record = recorded(directory)
+    return record if record is not None and stale_reason(record) is None else None
 
 
 def _kill(pid: int, timeout: float = 20.0) -> None:
@@ -296,9 +390,16 @@ def _namespace_members(pid: int) -> list[int]:
     return members
 
 
-def stop_engine(record: LocalEngine, *, purge: bool = False) -> None:
+def stop_engine(record: LocalEngine, *, purge: bool = False) -> str | None:
     """Stop the engine by its PID; its containers stop with it (podman's are stopped
-    first, as dockerd stops its own). With purge (tests), they are removed too."""
+    first, as dockerd stops its own). With purge (tests), they are removed too.
+
+    A stale record (its PID is no longer this engine) is forgotten and nothing is
+    signalled: the reason is returned (None when the engine was stopped)."""
+    stale = stale_reason(record)
+    if stale is not None:
+        forget(record)
+        return stale
     if record.kind == "podman" and _alive(record.pid):
         # Containers would live on under conmon after the API service stops, their network
         # namespaces mounted in this instance's private mount namespace only: a restarted
@@ -328,6 +429,7 @@ def stop_engine(record: LocalEngine, *, purge: bool = False) -> None:
         _remove_bridge(record.pool_index)
     _release(record.pool_index)
     Path(record.dir, "engine.json").unlink(missing_ok=True)
+    return None
 
 
 # -- what hosts without a url use ----------------------------------------------------

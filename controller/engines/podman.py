@@ -212,7 +212,7 @@ class PodmanEngine(Engine):
             a = self._call(op, lambda: self._get(f"/containers/{_q(name_or_id)}/json").json(), missing_ok=True)
             if a is None:
                 return
-            grace = (a.get("Config") or {}).get("StopTimeout", 10)
+            grace = common.recorded_grace(a.get("Config"))
         seconds = common.grace_seconds(grace)
         # Raw call: podman-py's stop() reads a JSON body from a 304 (already stopped), and
         # the HTTP call must outlive the grace it asks the engine to wait.

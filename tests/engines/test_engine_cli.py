@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -27,11 +29,18 @@ def tidegate(*args, env=None) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("kind", KINDS)
 def test_engine_up_builds_images_and_down_stops_only_its_pid(kind, tmp_path):
     directory = Path(f"/tmp/tg-cli-{os.getpid()}-{kind}")     # short: socket paths ≤ 108 bytes
+    # left by an instance before a reboot: its PID now belongs to an unrelated process
+    unrelated = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "engine.json").write_text(json.dumps(asdict(local.LocalEngine(
+        kind, str(directory), f"unix://{directory}/{kind}.sock", unrelated.pid, local.POOL_SIZE, time.time() - 60))))
     try:
         up = tidegate("engine", "up", "--kind", kind, "--dir", str(directory), "--json")
         assert up.returncode == 0, up.stderr
         record = json.loads(up.stdout)
         assert record["pid"] and record["url"].startswith("unix://") and os.path.isdir(f"/proc/{record['pid']}")
+        assert record["pid"] != unrelated.pid and unrelated.poll() is None       # replaced, not signalled
+        assert any(f"stale record: pid {unrelated.pid}" in note for note in record["notes"]), record
         again = tidegate("engine", "up", "--kind", kind, "--dir", str(directory))
         assert again.returncode == 0 and "already running" in again.stdout and str(record["pid"]) in again.stdout
         status = tidegate("engine", "status", "--kind", kind, "--dir", str(directory), "--json")
@@ -57,6 +66,8 @@ def test_engine_up_builds_images_and_down_stops_only_its_pid(kind, tmp_path):
         gone = tidegate("engine", "status", "--kind", kind, "--dir", str(directory))
         assert gone.returncode == 1 and "not running" in gone.stdout
     finally:
+        unrelated.kill()
+        unrelated.wait()
         leftover = local.running(directory)
         if leftover is not None:
             local.stop_engine(leftover, purge=True)

@@ -291,6 +291,28 @@ def test_graceful_stop_honours_the_grace_period(engine, base_image, unique, clea
         assert grace - 0.2 < took < grace + 5 and engine.inspect(name).exit_code == 137
 
 
+IGNORES_TERM = ("import signal, time\n"
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "open('/tmp/started', 'w').write('yes')\n"
+                "time.sleep(120)\n")
+
+
+def test_a_zero_grace_kills_at_once_when_stopped_with_the_grace_it_was_created_with(
+        engine, base_image, unique, cleanup):
+    name = f"{unique}-nograce"
+    cleanup["containers"].append(name)
+    started(engine, name, base_image, ["python3", "-c", IGNORES_TERM], stop_grace=0)
+    for _ in range(100):
+        if engine.exec(name, ["test", "-f", "/tmp/started"]).exit_code == 0:
+            break
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    engine.stop(name)                                    # grace 0, as created: not the 10 s default
+    took = time.monotonic() - t0
+    stopped = engine.inspect(name)
+    assert stopped.state == "exited" and stopped.exit_code == 137 and took < 5, (took, stopped)
+
+
 def test_one_engine_object_serves_several_threads(engine, base_image, unique, cleanup):
     name = f"{unique}-busy"
     cleanup["containers"].append(name)
@@ -375,13 +397,33 @@ def test_unreachable_engine_gives_a_clear_error(kind, url):
 
 
 def test_two_hosts_are_independent(two_hosts, unique):
-    h1, h2 = two_hosts
-    image1 = build_image(h1, *BASE_RECIPE)
-    name = f"{unique}-only1"
+    """Two engine instances of one kind on one machine, as two hosts of a cloud: the same
+    container name and the same network name on both, both running and answering on their
+    own subnets; stopping and removing them on one leaves the other running."""
+    net, name = f"{unique}-net", f"{unique}-svc"
+    check = Health("http", port=8000, path="/ok.txt", body="ready", interval=0.2, start_period=20)
     try:
-        h1.create(spec(name, image1, ["sleep", "30"], labels={"tidegate.test": unique}))
-        assert [c.name for c in h1.list_containers({"tidegate.test": unique})] == [name]
-        assert h2.list_containers({"tidegate.test": unique}) == []
-        assert h2.inspect(name) is None
-    finally:
+        for host in two_hosts:
+            started(host, name, build_image(host, *BASE_RECIPE), http_server(), network=net, aliases=("svc",),
+                    labels={"tidegate.test": unique})
+        one, two = (host.inspect(name) for host in two_hosts)
+        assert one.running and two.running and one.id != two.id
+        assert one.ip(net) and two.ip(net) and one.ip(net).rsplit(".", 2)[0] != two.ip(net).rsplit(".", 2)[0]
+        for host, info in zip(two_hosts, (one, two)):
+            assert wait_healthy(host, info, check, network=net).ok
+            assert [c.name for c in host.list_containers({"tidegate.test": unique})] == [name]
+
+        h1, h2 = two_hosts
+        h1.stop(name, grace=0)
+        assert h1.inspect(name).state == "exited" and h2.inspect(name).running
         h1.remove(name)
+        h1.remove_network(net)
+        assert h1.inspect(name) is None and net not in h1.list_networks({})
+        still = h2.inspect(name)
+        assert still.running and still.id == two.id and net in h2.list_networks({})
+        assert wait_healthy(h2, still, check, network=net).ok          # still reachable on its network
+        assert h2.exec(name, resolve("svc")).output.strip() == still.ip(net)
+    finally:
+        for host in two_hosts:
+            host.remove(name)
+            host.remove_network(net)

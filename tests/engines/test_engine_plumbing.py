@@ -49,3 +49,10 @@ def test_states_speak_one_vocabulary():
 
 def test_stop_signals_are_read_by_name_or_number():
     assert [common.signal_number(s) for s in ("SIGTERM", "term", "SIGQUIT", 15, "SIGNOPE")] == [15, 15, 3, 15, None]
+
+
+def test_a_recorded_zero_grace_means_zero_and_only_absence_means_the_default():
+    assert common.recorded_grace({"StopTimeout": 0}) == 0
+    assert common.recorded_grace({"StopTimeout": 3}) == 3
+    assert common.recorded_grace({"StopTimeout": None}) == common.DEFAULT_GRACE
+    assert common.recorded_grace({}) == common.recorded_grace(None) == common.DEFAULT_GRACE
