@@ -339,18 +339,20 @@ class Gate:
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     dest.write_bytes(data)
             for name, svc in sorted(self._loaded(files).cloud.services.items()):
-                if self.engine.image_exists(svc.image):
-                    continue
                 if not svc.build:
-                    p.case(f"{label}:{name}", False, message=f"image {svc.image} is not on the engine and the service "
-                                                            "names no recipe (build:) to make it")
+                    if not self.engine.image_exists(svc.image):
+                        p.case(f"{label}:{name}", False, message=f"image {svc.image} is not on the engine and the "
+                                                                "service names no recipe (build:) to make it")
                     continue
+                # always through the builder: an image of the same name from another recipe (another
+                # cloud's) must not stand in for this one; an up-to-date one costs a tag lookup
                 t1 = time.monotonic()
                 try:
                     info, did = images.build(self.engine, images.load_recipe(folder, svc.build),
                                              log=lambda line: None)
                     built += did
-                    p.case(f"{label}:{name}", True, time.monotonic() - t1, f"built {svc.image}")
+                    if did:
+                        p.case(f"{label}:{name}", True, time.monotonic() - t1, f"built {svc.image}")
                 except images.BuildError as err:
                     p.case(f"{label}:{name}", False, time.monotonic() - t1, str(err), err.log)
                 except EngineError as err:
