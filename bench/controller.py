@@ -213,6 +213,16 @@ def main() -> int:
           f"{t_noop * 1000:.0f} ms, {len(p_noop.steps)} steps")
     print(f"plan, 10 services upgraded: {t_up * 1000:.0f} ms, {len(p_up.steps)} steps in {len(p_up.waves)} wave(s)")
     print(f"goal < 500 ms: {'met' if max(t_noop, t_up) < 0.5 else 'NOT met'}")
+    files = cloud_files({i for i in range(0, SERVICES, 100)})
+
+    def from_yaml():
+        from validators.check import check_state
+        loaded = load_cloud(MemoryTree(files), "big")
+        assert not [f for f in check_state(loaded) if f.severity == "error"]
+        return plan(desired_state(loaded.cloud, loaded.tree, "head"), observed)
+    t_all, _ = timed(from_yaml, runs=3)
+    print(f"the same from its YAML (load, validate, resolve specs, plan — `tidegate plan` short of "
+          f"observing the engines): {t_all * 1000:.0f} ms")
     latency_bench("podman")
     for kind in ("podman", "docker"):
         rolling_upgrade_bench(kind)
