@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 
 from controller.errors import CommandError
 from controller.status import Status
@@ -87,8 +88,8 @@ def verifier(args):
 
 
 def lock(args):
-    """One controller per cloud: `run`, `apply` and `down` take the same lock, so a one-off
-    apply never converges beside a running controller."""
+    """One controller per cloud: `run`, `apply`, `contract` and `down` take the same lock,
+    so a one-off command never changes the engines beside a running controller."""
     from controller.service import AlreadyRunning, ControllerLock
     held = ControllerLock(args.state_dir, args.cloud)
     try:
@@ -97,6 +98,18 @@ def lock(args):
         raise CommandError(str(err), 2) from None
     except OSError as err:
         raise CommandError(f"{held.path}: {err.strerror}", 2) from None
+
+
+@contextmanager
+def locked(args):
+    """The cloud's lock held for the block; a repository error in it is a usage error (2)."""
+    held = lock(args)
+    try:
+        yield
+    except RepoError as err:
+        raise CommandError(str(err), 2) from None
+    finally:
+        held.release()
 
 
 def controller(args, progress=None, verify_commit=None):
@@ -140,13 +153,8 @@ def _progress(event: str, step, detail: str) -> None:
 
 def run_apply(args) -> int:
     ctl = controller(args, progress=None if args.quiet or args.json else _progress, verify_commit=verifier(args))
-    held = lock(args)
-    try:
+    with locked(args):
         status = ctl.reconcile(args.rev)
-    except RepoError as err:
-        raise CommandError(str(err), 2) from None
-    finally:
-        held.release()
     if args.json:
         print(json.dumps(status.as_dict(), indent=2))
     else:
@@ -182,11 +190,8 @@ def run_down(args) -> int:
     if target.desired is None:
         raise CommandError(f"{args.repo}: clouds/{args.cloud} at {args.rev} does not load; fix it first", 2)
     left_any = False
-    held = lock(args)
-    try:
+    with locked(args):
         left_any = _remove(ctl, target, args)
-    finally:
-        held.release()
     if not args.volumes:
         print("named volumes kept (--volumes removes them)")
     return 2 if left_any else 0
@@ -211,16 +216,12 @@ def _remove(ctl, target, args) -> bool:
 def run_contract(args) -> int:
     from controller.reconcile import ContractRefused
     ctl = controller(args, progress=None if args.json else _progress)
-    held = lock(args)
     try:
-        status = ctl.contract(args.service)
+        with locked(args):
+            status = ctl.contract(args.service)
     except ContractRefused as err:
         print(f"tidegate: contract refused: {err}", file=sys.stderr)
         return 1
-    except RepoError as err:
-        raise CommandError(str(err), 2) from None
-    finally:
-        held.release()
     if args.json:
         print(json.dumps(status.as_dict(), indent=2))
     else:
