@@ -113,6 +113,14 @@ class DemoCloud:
         order = ["keystone", "placement"] if phase != "destroy" else ["placement", "keystone"]
         return [self.hook(s, phase) for s, _ in hooks.find(self.folder, phase, order)]
 
+    def front_log(self) -> str:
+        """What HAProxy logged that went wrong: requests that did not end with a 200 and
+        the '----' termination state (retried ones that did are left out), server state changes."""
+        fronts = self.engine.list_containers({"tidegate.cloud": self.name, "tidegate.service": "haproxy"})
+        lines = [line for c in fronts for line in self.engine.logs(c.id, tail=None).splitlines()]
+        return "\n".join(line for line in lines if not (" 200 " in line and " ---- " in line)
+                         and "<BADREQ>" not in line)
+
     def teardown(self) -> None:
         from controller.teardown import remove_cloud
         remove_cloud(self.engine, self.name, volumes=True, graceful=False)

@@ -99,7 +99,7 @@ def test_demo_cloud_upgrade_and_revert_of_placement(engine, tmp_path):
         upgrade = demo.commit_upgrade()
         status, load = under_load(demo, lambda: demo.reconcile(upgrade))
         assert status.condition() == "Ready" and status.last_applied_revision == upgrade, status.render()
-        assert load.failed == 0 and load.during >= 1000, (load.summary(), load.errors())
+        assert load.failed == 0 and load.during >= 1000, "\n".join([load.summary(), *load.errors(), demo.front_log()])
         assert load.keystone.failed == 0, (load.summary(), load.errors())
         assert placement_version(demo) == {"15.0.0"}
         assert {s: ids(demo, s) for s in others} == others          # only placement was touched
@@ -110,7 +110,8 @@ def test_demo_cloud_upgrade_and_revert_of_placement(engine, tmp_path):
         revert = demo.revert(upgrade)
         status, load = under_load(demo, lambda: demo.reconcile(revert))
         assert status.condition() == "Ready" and status.last_applied_revision == revert, status.render()
-        assert load.failed == 0 and load.keystone.failed == 0 and load.during > 0, (load.summary(), load.errors())
+        assert load.failed == 0 and load.keystone.failed == 0 and load.during > 0, (
+            "\n".join([load.summary(), *load.errors(), demo.front_log()]))
         assert placement_version(demo) == {"13.0.0"}
         # The database after the revert: 2026.1's `db sync` (expand) stays — a revert does
         # not run migrations backwards, and Placement has no contract phase, so nothing the
