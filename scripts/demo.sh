@@ -59,9 +59,7 @@ case "${1:-up}" in
       exit 2
     fi
     echo "== converging the demo cloud (engine $URL)"
-    "$TG" apply --repo "$REPO" --cloud demo
-    echo
-    "$TG" status --cloud demo
+    "$TG" apply --repo "$REPO" --cloud demo        # ends with the status (as `tidegate status` shows it)
     cat <<EOF
 
 The demo cloud runs. Through HAProxy:
