@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,9 +175,7 @@ class Controller:
             return status
 
         # A failed rollout: report it, and go back to the last good state.
-        status.errors_total += 1
-        step = outcome.failed_step.describe() if outcome.failed_step else ""
-        status.failure = {"revision": desired.commit, "step": step, "error": outcome.error, "logs": outcome.logs}
+        self._failed(status, desired, outcome)
         if outcome.temporary:
             status.reconciling, status.stalled = True, False
             status.reason, status.message = "EngineUnavailable", outcome.summary()
@@ -225,17 +222,13 @@ class Controller:
         if outcome.ok:
             status.record(desired.commit, "contract", outcome.seconds, f"{service}: contract phase ran")
             try:
-                clouds = self.source.note(desired.commit).get("clouds")
-                record = clouds.get(self.cloud) if isinstance(clouds, dict) else None
-                record = record if isinstance(record, dict) else {}
-                contracted = sorted(self.source.contracted(desired.commit, self.cloud) | {service})
+                record = self.source.record(desired.commit, self.cloud)
+                contracted = sorted(self.source.contracted_in(record) | {service})
                 self.source.add_note(desired.commit, self.cloud, {**record, "contract": contracted})
             except Exception as err:  # noqa: BLE001 — a read-only repo must not hide the result
                 status.message = f"could not write git note: {err}"
         else:
-            status.failure = {"revision": desired.commit, "step": outcome.failed_step.describe()
-                              if outcome.failed_step else "", "error": outcome.error, "logs": outcome.logs}
-            status.errors_total += 1
+            self._failed(status, desired, outcome)
         status.save(self.state_dir)
         if not outcome.ok:
             raise ContractRefused(f"{service}: contract failed: {outcome.summary()}")
@@ -267,6 +260,13 @@ class Controller:
             outcome.ok, outcome.temporary = False, True
             outcome.error = "; ".join(f"host {h}: {e}" for h, e in unreachable.items())
         return outcome, the_plan
+
+    @staticmethod
+    def _failed(status: Status, desired: Desired, outcome: Outcome) -> None:
+        status.errors_total += 1
+        status.failure = {"revision": desired.commit,
+                          "step": outcome.failed_step.describe() if outcome.failed_step else "",
+                          "error": outcome.error, "logs": outcome.logs}
 
     def _journal(self, status: Status, desired: Desired, step) -> None:
         """Record a migration phase the moment it ran (saved at once: a kill -9 right after

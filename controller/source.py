@@ -155,16 +155,25 @@ class Source:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def contracted(self, commit, cloud: str) -> set[str]:
-        """Services whose contract phase the note on `commit` records for `cloud`. Notes
-        are written by hand too: anything not of the shape add_note writes counts as no
-        record ({"clouds": ["c"]}, a list of contracts as text, not JSON at all…)."""
+    def record(self, commit, cloud: str) -> dict:
+        """The note's record for `cloud` on `commit`, or {}. Notes are written by hand too:
+        anything not of the shape add_note writes counts as no record ({"clouds": ["c"]},
+        not JSON at all…)."""
         clouds = self.note(commit).get("clouds")
         record = clouds.get(cloud) if isinstance(clouds, dict) else None
-        services = record.get("contract") if isinstance(record, dict) else None
+        return record if isinstance(record, dict) else {}
+
+    @staticmethod
+    def contracted_in(record: dict) -> set[str]:
+        """Services whose contract phase a record lists (a malformed list counts as none)."""
+        services = record.get("contract")
         if not isinstance(services, list):
             return set()
         return {s for s in services if isinstance(s, str)}
+
+    def contracted(self, commit, cloud: str) -> set[str]:
+        """Services whose contract phase the note on `commit` records for `cloud`."""
+        return self.contracted_in(self.record(commit, cloud))
 
     def add_note(self, commit, cloud: str, record: dict) -> None:
         """Merge `record` for `cloud` into the note on `commit`."""

@@ -18,9 +18,7 @@ beyond TIDEGATE_CLOUD and TIDEGATE_HOOK_STATE.
 """
 from __future__ import annotations
 
-import dataclasses
-
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import yaml
 
@@ -107,4 +105,4 @@ def governing(base: bytes | None, head: bytes | None, where: str) -> tuple[GateC
         return config, ""
     note = (f"budget: {config.failed_requests} failed request(s) allowed at head, {base_budget} at base: "
             f"{base_budget} holds until the change merges")
-    return dataclasses.replace(config, failed_requests=base_budget), note
+    return replace(config, failed_requests=base_budget), note

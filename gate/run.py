@@ -81,10 +81,6 @@ class Report:
     error: str = ""                  # why the gate could not run (exit 2)
 
     @property
-    def passed(self) -> bool:
-        return not self.error and all(p.ok is not False for p in self.phases)
-
-    @property
     def exit_code(self) -> int:
         """0 pass; 1 the change must not merge; 2 the gate could not run, or could not
         clean up after a change that passed (infrastructure, not a verdict)."""

@@ -189,7 +189,6 @@ def run_down(args) -> int:
         raise CommandError(str(err), 2) from None
     if target.desired is None:
         raise CommandError(f"{args.repo}: clouds/{args.cloud} at {args.rev} does not load; fix it first", 2)
-    left_any = False
     with locked(args):
         left_any = _remove(ctl, target, args)
     if not args.volumes:
