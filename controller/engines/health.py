@@ -64,9 +64,11 @@ def check_once(engine: Engine, info: ContainerInfo, check, *, network: str | Non
         conn.close()
     accepted = check.status or tuple(range(200, 400))
     if response.status not in accepted:
-        return False, f"GET {check.path} answered {response.status}"
+        server = response.getheader("Server")
+        return False, (f"GET http://{address}:{port}{check.path} answered {response.status}"
+                       + (f" (Server: {server})" if server else ""))
     if check.body and check.body not in body:
-        return False, f"GET {check.path} body lacks {check.body!r}"
+        return False, f"GET http://{address}:{port}{check.path} body lacks {check.body!r}"
     return True, f"GET {check.path} answered {response.status}"
 
 
@@ -114,3 +116,36 @@ def wait_healthy(engine: Engine, info: ContainerInfo, check, *, network: str | N
                 return HealthResult(False, f"{reason} ({failures} consecutive failures)", attempts, elapsed)
         if cancel.wait(check.interval):
             return HealthResult(False, "cancelled", attempts, time.monotonic() - start)
+
+
+def stay_healthy(engine: Engine, info: ContainerInfo, check, seconds: float, *, network: str | None = None,
+                 host_address: str = "127.0.0.1", cancel: threading.Event | None = None) -> HealthResult:
+    """After a first good check: keep probing every `interval` for `seconds` (the
+    service's min_ready). `retries` consecutive failures, or the container exiting,
+    mean it did not stay healthy; a single slow probe on a busy host does not."""
+    cancel = cancel or threading.Event()
+    start = time.monotonic()
+    attempts = failures = 0
+    step = check.interval if check is not None else min(seconds, 0.5) or 0.5
+    reason = "running"
+    while True:
+        remaining = seconds - (time.monotonic() - start)
+        if remaining <= 0:
+            break
+        if cancel.wait(min(step, remaining)):
+            return HealthResult(False, "cancelled", attempts, time.monotonic() - start)
+        current = engine.inspect(info.id)
+        if current is None:
+            return HealthResult(False, "container disappeared", attempts, time.monotonic() - start)
+        if not current.running:
+            return HealthResult(False, f"container exited with code {current.exit_code}", attempts,
+                                time.monotonic() - start)
+        if check is None:
+            continue
+        attempts += 1
+        ok, reason = check_once(engine, current, check, network=network, host_address=host_address)
+        failures = 0 if ok else failures + 1
+        if failures >= check.retries:
+            return HealthResult(False, f"{reason} ({failures} consecutive failures after it was healthy)",
+                                attempts, time.monotonic() - start)
+    return HealthResult(True, f"healthy for {seconds:g}s ({reason})", attempts, time.monotonic() - start)

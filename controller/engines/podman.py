@@ -28,6 +28,7 @@ podman-py's own session (`client.api`), and says why at the spot. In short:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -53,6 +54,19 @@ def _q(name: str) -> str:
     # image refs keep their "/" and ":" (libpod routes match them unescaped)
     return quote(name, safe="/:@")
 
+
+
+def bridge_name(url: str, network: str) -> str:
+    """The bridge interface of `network` on the engine at `url`.
+
+    podman 4.3 names bridges podman1, podman2, … counting only its own networks (a bridge
+    exists on the host only while a container uses it). Several podman instances share the
+    host's network namespace — the tests' engines, the demo, a gate — and two of them pick
+    the same name: one adds its subnet to the other's bridge, and the first teardown takes
+    the bridge away from both. Measured: a replica whose subnet had no route any more; its
+    health probe left by the default route and was answered 404 by a host beyond it. A
+    name unique per engine and network (15 characters, the kernel's limit) rules that out."""
+    return "tg" + hashlib.sha256(f"{url}\0{network}".encode()).hexdigest()[:13]
 
 class PodmanEngine(Engine):
     kind = "podman"
@@ -283,11 +297,14 @@ class PodmanEngine(Engine):
 
     # -- networks -----------------------------------------------------------------------
     def ensure_network(self, name, labels=None):
+        """A bridge network with DNS, its bridge named by `bridge_name`."""
         if self._call(f"inspect network {name}", lambda: self.client.networks.exists(name)):
             return
+        body = {"name": name, "driver": "bridge", "dns_enabled": True, "labels": dict(labels or {}),
+                "network_interface": bridge_name(self.url, name)}
         try:
-            self._call(f"create network {name}", lambda: self.client.networks.create(
-                name, driver="bridge", dns_enabled=True, labels=dict(labels or {})))
+            self._call(f"create network {name}",
+                       lambda: self._post("/networks/create", data=json.dumps(body)))
         except EngineError as err:
             if "already exists" not in err.message and "already used" not in err.message:
                 raise                                # (else: another thread won the race)

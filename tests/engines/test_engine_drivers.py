@@ -6,6 +6,8 @@ test creates is registered with `cleanup` before it is created: tests run in par
 """
 from __future__ import annotations
 
+import subprocess
+
 import tempfile
 import threading
 import time
@@ -396,6 +398,12 @@ def test_unreachable_engine_gives_a_clear_error(kind, url):
         e.close()
 
 
+def route_device(ip: str) -> str:
+    """The host's interface towards `ip` (`ip route get`)."""
+    words = subprocess.run(["ip", "route", "get", ip], capture_output=True, text=True, check=True).stdout.split()
+    return words[words.index("dev") + 1]
+
+
 def test_two_hosts_are_independent(two_hosts, unique):
     """Two engine instances of one kind on one machine, as two hosts of a cloud: the same
     container name and the same network name on both, both running and answering on their
@@ -409,6 +417,10 @@ def test_two_hosts_are_independent(two_hosts, unique):
         one, two = (host.inspect(name) for host in two_hosts)
         assert one.running and two.running and one.id != two.id
         assert one.ip(net) and two.ip(net) and one.ip(net).rsplit(".", 2)[0] != two.ip(net).rsplit(".", 2)[0]
+        # each on a bridge of its own (podman 4.3 would name both "podman1": one bridge for
+        # two instances, and the first teardown cuts the other off)
+        bridges = [route_device(info.ip(net)) for info in (one, two)]
+        assert bridges[0] != bridges[1] and all(b.startswith(("tg", "br-")) for b in bridges), bridges
         for host, info in zip(two_hosts, (one, two)):
             assert wait_healthy(host, info, check, network=net).ok
             assert [c.name for c in host.list_containers({"tidegate.test": unique})] == [name]
@@ -422,8 +434,18 @@ def test_two_hosts_are_independent(two_hosts, unique):
         still = h2.inspect(name)
         assert still.running and still.id == two.id and net in h2.list_networks({})
         assert wait_healthy(h2, still, check, network=net).ok          # still reachable on its network
+        # churn on the first host (a network and a container come and go) leaves it so
+        other = f"{unique}-other"
+        started(h1, f"{unique}-tmp", build_image(h1, *BASE_RECIPE), http_server(), network=other)
+        h1.stop(f"{unique}-tmp", grace=0)
+        h1.remove(f"{unique}-tmp")
+        h1.remove_network(other)
+        assert route_device(still.ip(net)) == bridges[1]
+        assert wait_healthy(h2, still, check, network=net).ok
         assert h2.exec(name, resolve("svc")).output.strip() == still.ip(net)
     finally:
+        two_hosts[0].remove(f"{unique}-tmp")
+        two_hosts[0].remove_network(f"{unique}-other")
         for host in two_hosts:
             host.remove(name)
             host.remove_network(net)
