@@ -25,7 +25,7 @@ from typing import Callable
 
 from .desired import Desired
 from .engines.base import Engine, EngineError
-from .engines.health import wait_healthy
+from .engines.health import stay_healthy, wait_healthy
 from .plan import Plan, ServicePlan, Step
 from .spec import cloud_labels, job_spec, replica_spec
 
@@ -202,6 +202,9 @@ class Executor:
             raise StepFailed(step, f"{step.container} vanished before it became healthy")
         result = wait_healthy(engine, info, ds.service.health, network=self.desired.cloud.network,
                               cancel=self._abort)
+        if result.ok and step.hold:
+            result = stay_healthy(engine, info, ds.service.health, step.hold,
+                                  network=self.desired.cloud.network, cancel=self._abort)
         if not result.ok:
             raise StepFailed(step, f"{step.container} did not become healthy: {result.reason}",
                              engine.logs(step.container, tail=LOG_TAIL))

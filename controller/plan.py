@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from validators.releases import Release
 
@@ -41,12 +41,15 @@ class Step:
     phase: str = ""              # job phase: bootstrap | expand | migrate | contract
     job: int | None = None       # index of the job in its phase
     note: str = ""
+    hold: float = 0.0            # wait-healthy: seconds it must then stay healthy (min_ready)
 
     def describe(self) -> str:
         if self.action == "job":
             return f"run {self.phase} job #{self.job + 1} on {self.host}{' (' + self.note + ')' if self.note else ''}"
         what = self.container or self.service
         text = f"{self.action} {what} on {self.host}"
+        if self.hold:
+            text += f", then healthy for {self.hold:g}s"
         return f"{text} ({self.note})" if self.note else text
 
 
@@ -325,6 +328,7 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
 
     if not steps:
         return None
+    steps = _hold(steps, svc.upgrade.min_ready)
     estimate = _estimate(steps, svc)
     return ServicePlan(svc.name, change, from_release, str(new), strategy, tuple(steps), tuple(phases),
                        out_at_once, len(replicas), estimate)
@@ -338,6 +342,20 @@ def _name(cloud: str, service: str, r: _Replica, ds: DesiredService) -> str:
     return container_name(cloud, service, r.index, ds.hash)
 
 
+def _hold(steps: list[Step], min_ready: float) -> list[Step]:
+    """A successor that an old replica's retirement waits for must stay healthy for
+    `min_ready` seconds first: a load balancer that finds replicas through DNS and its
+    own checks needs that long to put it into rotation, and a successor that passes
+    one check and then falls over stops the rollout before the old replica is gone."""
+    if not min_ready:
+        return steps
+    out = list(steps)
+    for i, step in enumerate(out):
+        if step.action == "wait-healthy" and any(s.action == "stop" for s in out[i + 1:]):
+            out[i] = replace(step, hold=min_ready)
+    return out
+
+
 def _create(cloud: str, service: str, r: _Replica, ds: DesiredService) -> Step:
     return Step("create", r.host, service, r.index, _name(cloud, service, r, ds))
 
@@ -348,7 +366,7 @@ def _batches(items: list, size: int) -> list[list]:
 
 def _est(step: Step, svc) -> float:
     if step.action == "wait-healthy":
-        return 2 * (svc.health.interval if svc is not None and svc.health else 1.0)
+        return 2 * (svc.health.interval if svc is not None and svc.health else 1.0) + step.hold
     if step.action == "stop":
         return min(svc.stop_grace, 3.0) if svc is not None else 3.0
     return _EST.get(step.action, 0.5)

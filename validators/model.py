@@ -15,7 +15,7 @@ from .releases import Release
 
 DEFAULT_STOP_GRACE = 10.0
 DEFAULT_HEALTH = {"interval": 2.0, "timeout": 2.0, "retries": 3, "start_period": 60.0}
-DEFAULT_UPGRADE = {"strategy": "rolling", "max_unavailable": 1}
+DEFAULT_UPGRADE = {"strategy": "rolling", "max_unavailable": 1, "min_ready": 2.0}
 PHASES = ("expand", "migrate", "contract")
 
 
@@ -74,6 +74,7 @@ class Health:
 class Upgrade:
     strategy: str = "rolling"
     max_unavailable: int = 1
+    min_ready: float = 2.0       # seconds a successor stays healthy before an old replica goes
     jobs: tuple[tuple[str, tuple[Job, ...]], ...] = ()   # ((phase, jobs), ...)
 
     def phase(self, name: str) -> tuple[Job, ...]:
@@ -243,6 +244,7 @@ def build_service(name: str, data: dict, defaults: dict, all_hosts: tuple[str, .
         upgrade=Upgrade(
             strategy=upgrade.get("strategy", upgrade_defaults["strategy"]),
             max_unavailable=upgrade.get("max_unavailable", upgrade_defaults["max_unavailable"]),
+            min_ready=float(upgrade.get("min_ready", upgrade_defaults["min_ready"])),
             jobs=tuple((phase, _jobs(upgrade.get("jobs", {}).get(phase), phase))
                        for phase in PHASES if (upgrade.get("jobs") or {}).get(phase)),
         ),

@@ -65,6 +65,22 @@ def test_failing_new_version_leaves_the_old_serving_and_status_red(web):
     assert again.condition() == "Stalled" and web.containers("web") == before
 
 
+def test_a_successor_that_falls_over_within_min_ready_stops_the_rollout(web):
+    """It passes its first health check and is sick a second later: the old replica it
+    would have replaced was never stopped (min_ready holds the retirement back)."""
+    before = web.containers("web")
+    data = web.service("web")
+    data["upgrade"]["min_ready"] = 4
+    web.commit_service("web", data, "web: min_ready 4")
+    assert web.reconcile().condition() == "Ready" and web.containers("web") == before
+    web.upgrade_web("2025.2", SICK_AFTER="1")
+    status = web.reconcile()
+    assert status.reason == "RolloutFailed", status.render()
+    assert "after it was healthy" in status.failure["error"], status.failure
+    assert web.containers("web") == before                     # both old replicas still there
+    web.wait_serving("2025.1")
+
+
 def test_crashing_new_version_is_reported_with_its_logs(web):
     web.upgrade_web("2025.2", FAIL_MODE="crash")
     status = web.reconcile()

@@ -262,3 +262,23 @@ def test_a_dependency_chain_of_thousands_of_services_is_planned_in_order():
     p = plan(desired(services), Observed())
     assert len(p.waves) == n
     assert [sp.service for wave in p.waves for sp in wave] == sorted(services)
+
+
+def test_a_successor_stays_healthy_for_min_ready_before_an_old_replica_goes():
+    _, observed = converge(desired({"placement": svc(replicas=3)}))
+    [[sp]] = plan(desired({"placement": svc("2025.2", replicas=3)}), observed).waves
+    waits = [s for s in sp.steps if s.action == "wait-healthy"]
+    assert [s.hold for s in waits] == [2.0, 2.0, 2.0]          # the default: each gates a stop
+    assert "then healthy for 2s" in waits[0].describe()
+    # in place (host ports): the last successor gates nothing, so it is not held
+    _, observed = converge(desired({"lb": svc(project="haproxy", ports=["8778:8778"])}))
+    [[sp]] = plan(desired({"lb": svc("2025.2", project="haproxy", ports=["8778:8778"],
+                                     upgrade={"min_ready": 5})}), observed).waves
+    assert [s.hold for s in sp.steps if s.action == "wait-healthy"] == [5.0, 0.0]
+    # a first deployment retires nothing; 0 (here a cloud default) turns it off
+    [[sp]] = plan(desired({"placement": svc()}), Observed()).waves
+    assert all(s.hold == 0 for s in sp.steps)
+    cloud = dict(CLOUD, defaults={"upgrade": {"min_ready": 0}})
+    _, observed = converge(desired({"placement": svc()}, cloud))
+    [[sp]] = plan(desired({"placement": svc("2025.2")}, cloud), observed).waves
+    assert all(s.hold == 0 for s in sp.steps) and "wait-healthy" in actions(sp)

@@ -10,6 +10,8 @@ replica. FAIL_MODE=crash exits at once; FAIL_MODE=unhealthy serves 500 on /healt
 FAIL_MODE=error500 is healthy but its API (GET /) answers 500; FAIL_MODE=wipe loses the
 stored value at start (a migration that drops data). STARTUP_DELAY=N waits N seconds
 before it listens (a slow-starting API, such as uwsgi loading an application).
+SICK_AFTER=N serves 500 on /healthz from N seconds after it started to listen (a
+replica that passes its first checks, then falls over).
 """
 import json
 import os
@@ -32,6 +34,7 @@ if MODE == "crash":
 if MODE == "wipe" and os.path.exists(DATA):
     os.remove(DATA)
 time.sleep(float(os.environ.get("STARTUP_DELAY", "0")))
+SICK_AT = time.monotonic() + float(os.environ.get("SICK_AFTER", "inf"))
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -48,7 +51,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/healthz":
-            if MODE == "unhealthy" or os.path.exists("/tmp/unhealthy"):
+            if MODE == "unhealthy" or os.path.exists("/tmp/unhealthy") or time.monotonic() >= SICK_AT:
                 return self._send(500, "unhealthy", "text/plain")
             return self._send(200, "ok", "text/plain")
         if self.path == "/data":
