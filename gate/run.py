@@ -459,9 +459,26 @@ class Gate:
         # name the endpoints that failed, and how: "placement: 12 failed (first: HTTP 500)"
         which = "; ".join(f"{name}: {v['failed']} failed (first: {v['errors'][0].split(' ', 1)[-1]})"
                           for name, v in probes.items() if v["failed"] and v["errors"])
+        output = "\n".join(f"{name}: {e}" for name, v in probes.items() for e in v["errors"])
+        if not ok:       # what the front saw: which backends it marked down, and why
+            output += self._front_logs([name for name, v in probes.items() if v["failed"]])
         p.case(f"availability:{label}", ok, message=f"{failed} failed of {total} probe requests "
                f"(budget {self.config.failed_requests}), longest gap {gap:.2f}s" + (f" — {which}" if which else ""),
-               output="\n".join(f"{name}: {e}" for name, v in probes.items() for e in v["errors"]))
+               output=output)
+
+    def _front_logs(self, endpoints: list[str]) -> str:
+        """The last log lines of the services that serve the failing endpoints."""
+        from controller.desired import LABEL_CLOUD, LABEL_SERVICE
+        from controller.engines.base import EngineError
+        text = ""
+        for service in sorted({self.config.endpoint(n).service for n in endpoints}):
+            try:
+                for c in self.engine.list_containers({LABEL_CLOUD: self.name, LABEL_SERVICE: service}):
+                    text += f"\n--- {c.name} (last {LOG_LINES} log lines) ---\n"
+                    text += "\n".join(self.engine.logs(c.name, tail=LOG_LINES).splitlines()[-LOG_LINES:])
+            except EngineError as err:
+                text += f"\n--- {service}: logs unavailable: {err} ---"
+        return text
 
     def _waves(self, base, head) -> list[list[str]]:
         """The services the change touches, grouped by the planner's waves."""
