@@ -199,13 +199,37 @@ class DockerEngine(Engine):
         api = self.api
         exec_id = api.exec_create(name_or_id, argv, environment=dict(environment or {}))["Id"]
         t0 = time.monotonic()
-        out = api.exec_start(exec_id, demux=False)     # stdout and stderr, interleaved
+        out = self._exec_start(exec_id)                 # stdout and stderr, interleaved
         code = api.exec_inspect(exec_id).get("ExitCode")
         code = int(code) if code is not None else -1
         text = (out or b"").decode(errors="replace")
         if timeout is not None and code in (124, 137) and time.monotonic() - t0 >= timeout:
             text = f"{text.rstrip()}\n(timed out after {timeout:g}s)".lstrip()
         return ExecResult(code, text)
+
+    def _exec_start(self, exec_id: str) -> bytes:
+        """Start an exec and read its output (multiplexed frames: 8-byte header, payload).
+
+        Not docker-py's exec_start: the daemon answers `101 UPGRADED` and writes the
+        frames on the same connection; http.client parses the headers through a buffered
+        reader, and docker-py then reads the raw socket beneath it, so frames that came in
+        one recv() with the headers are lost (docker-py #2042, #3332: `echo` returns b''
+        with exit code 0; here about one exec in a few hundred on a busy machine). We read
+        through that buffered reader instead."""
+        api = self.api
+        res = api._post_json(api._url("/exec/{0}/start", exec_id), data={"Tty": False, "Detach": False},
+                             headers={"Connection": "Upgrade", "Upgrade": "tcp"}, stream=True)
+        try:
+            api._raise_for_status(res)
+            reader = res.raw._fp.fp
+            out = bytearray()
+            while True:
+                header = _read_exact(reader, 8)
+                if len(header) < 8:
+                    return bytes(out)
+                out += _read_exact(reader, int.from_bytes(header[4:8], "big"))
+        finally:
+            res.close()
 
     def wait(self, name_or_id, timeout=None):
         op = f"wait {name_or_id}"
@@ -365,3 +389,14 @@ def _looks_temporary(text: str) -> bool:
 
 def _message(err) -> str:
     return common.one_line(getattr(err, "explanation", None) or getattr(err, "msg", None) or str(err))
+
+
+def _read_exact(reader, size: int) -> bytes:
+    """`size` bytes from a file-like reader, fewer only at the end of the stream."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = reader.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
