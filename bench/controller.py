@@ -68,8 +68,8 @@ def timed(fn, runs=7):
 
 def rolling_upgrade_bench(kind: str) -> None:
     """A one-service rolling upgrade (2 replicas) by tidegate vs the same steps by hand
-    with the engine's CLI: run the successor, poll it until healthy, stop and remove the
-    old replica, for each replica."""
+    with the engine's CLI: run the successor, poll it until healthy, leave it min_ready
+    seconds (as tidegate does), stop and remove the old replica, for each replica."""
     import json
     import subprocess
     import tempfile
@@ -92,6 +92,8 @@ def rolling_upgrade_bench(kind: str) -> None:
             cloud = make_web_cloud(Path(tmp), engine, "bench", port, images=images)
             cloud.reconcile()
             cloud.upgrade_web("2025.2")
+            from validators.model import DEFAULT_UPGRADE
+            hold = float((cloud.service("web").get("upgrade") or {}).get("min_ready", DEFAULT_UPGRADE["min_ready"]))
             t0 = time.perf_counter()
             status = cloud.reconcile()
             t_tidegate = time.perf_counter() - t0
@@ -124,6 +126,7 @@ def rolling_upgrade_bench(kind: str) -> None:
                         break
                     except OSError:
                         time.sleep(0.5)       # the same interval tidegate's check uses
+                time.sleep(hold)              # as tidegate: the successor stays healthy min_ready s
                 run("stop", "-t", "10", f"raw-{i}")
                 run("rm", f"raw-{i}")
             t_raw = time.perf_counter() - t0
