@@ -349,11 +349,13 @@ def _hold(steps: list[Step], min_ready: float) -> list[Step]:
     one check and then falls over stops the rollout before the old replica is gone."""
     if not min_ready:
         return steps
-    out = list(steps)
-    for i, step in enumerate(out):
-        if step.action == "wait-healthy" and any(s.action == "stop" for s in out[i + 1:]):
-            out[i] = replace(step, hold=min_ready)
-    return out
+    out, stop_follows = [], False
+    for step in reversed(steps):
+        if step.action == "wait-healthy" and stop_follows:
+            step = replace(step, hold=min_ready)
+        stop_follows = stop_follows or step.action == "stop"
+        out.append(step)
+    return out[::-1]
 
 
 def _create(cloud: str, service: str, r: _Replica, ds: DesiredService) -> Step:
