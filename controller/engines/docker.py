@@ -214,7 +214,7 @@ class DockerEngine(Engine):
         frames on the same connection; http.client parses the headers through a buffered
         reader, and docker-py then reads the raw socket beneath it, so frames that came in
         one recv() with the headers are lost (docker-py #2042, #3332: `echo` returns b''
-        with exit code 0; here about one exec in a few hundred on a busy machine). We read
+        with exit code 0; here the 18-exec thread test failed about one run in ten). We read
         through that buffered reader instead."""
         api = self.api
         res = api._post_json(api._url("/exec/{0}/start", exec_id), data={"Tty": False, "Detach": False},

@@ -55,7 +55,6 @@ def _q(name: str) -> str:
     return quote(name, safe="/:@")
 
 
-
 def bridge_name(url: str, network: str) -> str:
     """The bridge interface of `network` on the engine at `url`.
 
@@ -67,6 +66,7 @@ def bridge_name(url: str, network: str) -> str:
     health probe left by the default route and was answered 404 by a host beyond it. A
     name unique per engine and network (15 characters, the kernel's limit) rules that out."""
     return "tg" + hashlib.sha256(f"{url}\0{network}".encode()).hexdigest()[:13]
+
 
 class PodmanEngine(Engine):
     kind = "podman"
