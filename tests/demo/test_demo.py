@@ -72,8 +72,8 @@ CLIENTS = int(os.environ.get("TIDEGATE_DEMO_CLIENTS", "2"))   # more: a harder t
 
 def under_load(demo, fn, clients=CLIENTS):
     """Run fn (a convergence) while `clients` clients ask Placement through HAProxy as fast
-    as they go; returns (fn's result, the Load). Two clients made 16,892 requests while the
-    upgrade converged and 11,738 during the revert (podman, this 2-core machine). Four
+    as they go; returns (fn's result, the Load). Two clients (the default) made 8,306 requests
+    while the upgrade converged and 3,278 during the revert (podman, this 2-core machine). Four
     (TIDEGATE_DEMO_CLIENTS=4) saturate it: before min_ready and the per-instance bridge
     names about one run in three saw one request cut; after, 3 runs, 55,568 requests during
     the upgrades and 29,452 during the reverts, 0 failed."""
