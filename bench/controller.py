@@ -92,8 +92,7 @@ def rolling_upgrade_bench(kind: str) -> None:
             cloud = make_web_cloud(Path(tmp), engine, "bench", port, images=images)
             cloud.reconcile()
             cloud.upgrade_web("2025.2")
-            from validators.model import DEFAULT_UPGRADE
-            hold = float((cloud.service("web").get("upgrade") or {}).get("min_ready", DEFAULT_UPGRADE["min_ready"]))
+            hold = cloud.controller().target("HEAD").desired.services["web"].service.upgrade.min_ready
             t0 = time.perf_counter()
             status = cloud.reconcile()
             t_tidegate = time.perf_counter() - t0

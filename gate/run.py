@@ -475,7 +475,7 @@ class Gate:
             try:
                 for c in self.engine.list_containers({LABEL_CLOUD: self.name, LABEL_SERVICE: service}):
                     text += f"\n--- {c.name} (last {LOG_LINES} log lines) ---\n"
-                    text += "\n".join(self.engine.logs(c.name, tail=LOG_LINES).splitlines()[-LOG_LINES:])
+                    text += self.engine.logs(c.name, tail=LOG_LINES).rstrip("\n")
             except EngineError as err:
                 text += f"\n--- {service}: logs unavailable: {err} ---"
         return text

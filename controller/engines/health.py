@@ -53,22 +53,22 @@ def check_once(engine: Engine, info: ContainerInfo, check, *, network: str | Non
                 return True, f"tcp {address}:{port} open"
         except OSError as err:
             return False, f"tcp {address}:{port}: {err.strerror or err}"
+    where = f"GET http://{address}:{port}{check.path}"
     conn = http.client.HTTPConnection(address, port, timeout=check.timeout)
     try:
         conn.request("GET", check.path or "/", headers={"User-Agent": "tidegate-health"})
         response = conn.getresponse()
         body = response.read(65536).decode(errors="replace")
     except (OSError, http.client.HTTPException) as err:
-        return False, f"GET http://{address}:{port}{check.path}: {getattr(err, 'strerror', None) or err}"
+        return False, f"{where}: {getattr(err, 'strerror', None) or err}"
     finally:
         conn.close()
     accepted = check.status or tuple(range(200, 400))
     if response.status not in accepted:
         server = response.getheader("Server")
-        return False, (f"GET http://{address}:{port}{check.path} answered {response.status}"
-                       + (f" (Server: {server})" if server else ""))
+        return False, f"{where} answered {response.status}" + (f" (Server: {server})" if server else "")
     if check.body and check.body not in body:
-        return False, f"GET http://{address}:{port}{check.path} body lacks {check.body!r}"
+        return False, f"{where} body lacks {check.body!r}"
     return True, f"GET {check.path} answered {response.status}"
 
 

@@ -99,6 +99,9 @@ def test_an_api_answering_500_fails_the_gate(web):
     assert phase.name in ("upgrade", "verify"), phase.message
     if phase.name == "upgrade":                          # the probes saw it: which endpoint, and how
         assert "web: " in phase.message and "HTTP 500" in phase.message, phase.message
+        # and the case carries what the front (lb) logged meanwhile
+        [case] = [c for c in phase.cases if c.name == "availability:upgrade"]
+        assert f"--- {g.name}-lb-0-" in case.output and "log lines) ---" in case.output, case.output
     else:                                                # the smoke check on head saw it
         assert phase.message.startswith("smoke:web") and "500" in phase.message, phase.message
 
