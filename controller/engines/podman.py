@@ -470,9 +470,20 @@ def _stream(response, log) -> list[str]:
     return errors
 
 
+# netavark names a network's iptables chains after a hash of the network's NAME
+# (NETAVARK-<hash>), and the host's iptables are shared by every podman instance on the
+# machine. Two instances with a same-named network (two "hosts" of one cloud on one
+# machine: the tests, the multihost example) that start containers at the same moment
+# both find the chain missing and both create it; the loser fails its start with one of
+# these. Measured: 20 of 30 simultaneous starts failed. A second try finds the chain in
+# place and succeeds, so the executor's retry (temporary errors) is the remedy.
+_CHAIN_RACE = ("chain_user_add failed (file exists)", "chain already exists", "xtables lock")
+
+
 def _looks_temporary(text: str) -> bool:
     text = text.lower()
-    return "timeout" in text or "timed out" in text or "temporarily" in text
+    return ("timeout" in text or "timed out" in text or "temporarily" in text
+            or ("netavark" in text and any(m in text for m in _CHAIN_RACE)))
 
 
 def _message(err) -> str:

@@ -303,6 +303,48 @@ def test_engine_host_down_then_back(farm, kind, tmp_path, unique, base_image):
             e.remove_network(f"tidegate-{unique}")
 
 
+def test_two_hosts_on_one_machine_start_their_containers_at_the_same_moment(farm, kind, tmp_path, unique, base_image):
+    """Two hosts of one cloud on one machine (private engines sharing the host's iptables):
+    netavark names its chains after the network's name, so simultaneous starts on the two
+    engines race to create the same chain and one fails ("Chain already exists"; 20 of 30
+    measured). The executor retries it as a temporary error: every deployment converges."""
+    import yaml
+
+    from controller.engines import connect
+    from controller.reconcile import Controller
+    from controller.source import Source
+    from tests.validators.helpers import GitRepo
+
+    urls = {"a": farm.get(kind, 0).url, "b": farm.get(kind, 1).url}
+    engines = {h: connect(kind, url, h) for h, url in urls.items()}
+    build_image(engines["b"], *BASE_RECIPE)
+    for e in engines.values():
+        e.tag(base_image, "localhost/tidegate/svc:2025.1")
+    repo = GitRepo(tmp_path / "repo")
+    folder = f"clouds/{unique}"
+    services = {f"{folder}/services/s{i}{h}.yaml": yaml.safe_dump({
+        "project": f"s{i}{h}", "release": "2025.1", "image": "localhost/tidegate/svc:2025.1", "hosts": [h],
+        "replicas": 1, "command": ["python3", "-m", "http.server", "8080"],
+        "health": {"type": "tcp", "port": 8080, "interval": 0.2, "start_period": 20}}) for h in urls for i in (1, 2)}
+    repo.commit({f"{folder}/cloud.yaml": yaml.safe_dump({"name": unique, "hosts": {
+        h: {"engine": kind, "url": url} for h, url in urls.items()}}), **services}, "two hosts, two services each")
+
+    def clear():
+        for e in engines.values():
+            for c in e.list_containers({"tidegate.cloud": unique}):
+                e.remove(c.id)
+            e.remove_network(f"tidegate-{unique}")           # its chains go with its last container
+    try:
+        for round_ in range(3):                               # each round creates the chains afresh
+            status = Controller(Source(repo.path), unique, state_dir=tmp_path / f"state{round_}",
+                                engines=engines).reconcile("HEAD")
+            assert status.condition() == "Ready", status.render()
+            assert all(len(e.list_containers({"tidegate.cloud": unique})) == 2 for e in engines.values())
+            clear()
+    finally:
+        clear()
+
+
 def test_unsigned_commit_is_refused_with_require_signed(web, tmp_path):
     """--require-signed: an unsigned upgrade is not applied (the containers stay as they
     are, status says why); the same change signed by a trusted SSH key is applied."""
@@ -403,7 +445,8 @@ def test_a_manual_contract_keeps_the_window_open_until_the_operator_runs_it(web)
     up = web.commit_service("web", data, "web 2025.2 with migration phases")
     status = web.reconcile()
     assert status.condition() == "Ready" and status.pending_contract == {"web": status.services["web"]["hash"]}
-    assert "rollback window open" in status.render() and web.get("/data") == (200, "expanded\n")
+    assert "rollback window open" in status.render()
+    assert web.get("/data") == (200, "expanded\n"), web.front_logs()
     assert web.reconcile(drift_check=True).drift_repairs == 0          # settled: nothing owed by itself
 
     def contract():

@@ -90,6 +90,11 @@ class WebCloud:
             time.sleep(0.2)
         raise AssertionError(f"{self.url()} not serving {release or ''}: {last}")
 
+    def front_logs(self, tail: int = 60) -> str:
+        """The balancer's last log lines (HAProxy logs server state changes and failed
+        requests): the explanation of a 503 in an assertion message."""
+        return "\n".join(self.engine.logs(cid, tail=tail) for cid in self.containers("lb").values())
+
     def teardown(self) -> None:
         for cid in self.containers().values():
             self.engine.remove(cid)

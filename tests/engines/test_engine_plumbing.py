@@ -56,3 +56,16 @@ def test_a_recorded_zero_grace_means_zero_and_only_absence_means_the_default():
     assert common.recorded_grace({"StopTimeout": 3}) == 3
     assert common.recorded_grace({"StopTimeout": None}) == common.DEFAULT_GRACE
     assert common.recorded_grace({}) == common.recorded_grace(None) == common.DEFAULT_GRACE
+
+
+def test_netavarks_chain_race_between_two_podman_instances_is_temporary():
+    """Two podman instances on one machine, one network name: their netavark processes race
+    to create the same iptables chain. The loser's start is worth retrying; other netavark
+    failures and other "exists" errors are not."""
+    from controller.engines.podman import _looks_temporary
+    assert _looks_temporary("netavark: code: 1, msg: iptables: Chain already exists.")
+    assert _looks_temporary("netavark: code: 4, msg: iptables v1.8.9 (nf_tables): CHAIN_USER_ADD failed "
+                            "(File exists): chain NETAVARK-18E865639BDB7")
+    assert not _looks_temporary("netavark: code: 1, msg: failed to create bridge tg123: Invalid argument")
+    assert not _looks_temporary("container name \"web-0\" is already in use: File exists")
+    assert _looks_temporary("context deadline exceeded (Client.Timeout exceeded while awaiting headers)")
