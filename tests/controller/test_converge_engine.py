@@ -38,7 +38,7 @@ def test_rolling_upgrade_of_one_service_keeps_serving_and_touches_nothing_else(w
     status = web.reconcile()
     load.stop(minimum=2000)
     assert status.condition() == "Ready", status.render()
-    assert load.failed == 0, load.errors[:5]
+    assert load.failed == 0, (load.errors[:5], web.front_logs())
     assert load.total >= 2000 and load.releases.get("2025.2", 0) > 0
     assert web.containers("lb") == lb_before                  # the balancer was not touched
     after = web.containers("web")
@@ -94,12 +94,12 @@ def test_git_revert_converges_back_and_volume_data_survives(web):
     up = web.upgrade_web("2025.2")
     assert web.reconcile().condition() == "Ready"
     web.wait_serving("2025.2")
-    assert web.get("/data") == (200, "written-on-2025.1")
+    assert web.get("/data") == (200, "written-on-2025.1"), web.front_logs()
     web.repo.git("revert", "--no-edit", up)
     status = web.reconcile()
     assert status.condition() == "Ready", status.render()
     web.wait_serving("2025.1")
-    assert web.get("/data") == (200, "written-on-2025.1")
+    assert web.get("/data") == (200, "written-on-2025.1"), web.front_logs()
     assert status.history[0]["result"] == "applied"
 
 
@@ -176,11 +176,11 @@ def test_a_crash_before_the_contract_phase_still_contracts_after_restart(web):
                 raise Crash()
     with pytest.raises(Crash):
         web.controller(progress=progress).reconcile()
-    assert web.get("/data") == (200, "expanded\n")
+    assert web.get("/data") == (200, "expanded\n"), web.front_logs()
     status = web.reconcile()                                  # the restarted controller
     assert status.condition() == "Ready" and status.last_applied_revision == up, status.render()
     assert "web" in status.contracted and "web" not in status.pending_contract
-    assert web.get("/data") == (200, "contracted\n")
+    assert web.get("/data") == (200, "contracted\n"), web.front_logs()
     assert web.controller().plan(web.controller().target("HEAD").desired)[0].empty   # settled
 
 
@@ -239,7 +239,7 @@ def test_kill_9_of_tidegate_apply_mid_rollout_then_restart(web):
     final = web.containers("web")
     assert len(final) == 2 and len(set(final) & set(mixed)) == 1      # the successor was reused
     web.wait_serving("2025.2")
-    assert web.get("/data") == (200, "before the crash")
+    assert web.get("/data") == (200, "before the crash"), web.front_logs()
 
 
 def test_engine_host_down_then_back(farm, kind, tmp_path, unique, base_image):
@@ -383,7 +383,7 @@ def test_down_removes_containers_and_networks_and_keeps_volumes_unless_asked(web
     assert f"{web.name}-web-data" in web.engine.list_volumes({})
     assert web.reconcile().condition() == "Ready"              # up again: the data is still there
     web.wait_serving("2025.1")
-    assert web.get("/data") == (200, "keep me")
+    assert web.get("/data") == (200, "keep me"), web.front_logs()
     proc = subprocess.run(argv + ["--volumes"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert web.containers() == {} and f"{web.name}-web-data" not in web.engine.list_volumes({})
@@ -456,7 +456,7 @@ def test_a_manual_contract_keeps_the_window_open_until_the_operator_runs_it(web)
                               capture_output=True, text=True, cwd=ROOT, timeout=300)
     done = contract()
     assert done.returncode == 0 and "contract phase ran" in done.stdout, done.stdout + done.stderr
-    assert web.get("/data") == (200, "contracted\n")
+    assert web.get("/data") == (200, "contracted\n"), web.front_logs()
     again = contract()
     assert again.returncode == 1 and "no contract phase is owed (it ran at" in again.stderr, again.stderr
     note = json.loads(web.repo.git("notes", "--ref", "tidegate", "show", up))
