@@ -242,35 +242,53 @@ def test_kill_9_of_tidegate_apply_mid_rollout_then_restart(web):
     assert web.get("/data") == (200, "before the crash"), web.front_logs()
 
 
+def _two_host_engines(farm, kind, base_image, releases) -> dict:
+    """Two "hosts" of one cloud: this worker's two private engines of `kind`, with the
+    python base image tagged as localhost/tidegate/svc:<release> on both."""
+    from controller.engines import connect
+    engines = {h: connect(kind, farm.get(kind, slot).url, h) for slot, h in enumerate("ab")}
+    build_image(engines["b"], *BASE_RECIPE)                     # `base_image` is on host a
+    for e in engines.values():
+        for release in releases:
+            e.tag(base_image, f"localhost/tidegate/svc:{release}")
+    return engines
+
+
+def _two_host_cloud(name: str, kind: str, engines: dict) -> str:
+    import yaml
+    return yaml.safe_dump({"name": name, "hosts": {h: {"engine": kind, "url": e.url} for h, e in engines.items()}})
+
+
+def _tcp_service(project: str, host: str, release: str) -> str:
+    import yaml
+    return yaml.safe_dump({
+        "project": project, "release": release, "image": f"localhost/tidegate/svc:{release}", "hosts": [host],
+        "replicas": 1, "command": ["python3", "-m", "http.server", "8080"], "environment": {"RELEASE": release},
+        "health": {"type": "tcp", "port": 8080, "interval": 0.5, "start_period": 20}})
+
+
+def _remove_cloud(engines: dict, name: str) -> None:
+    for e in engines.values():
+        for c in e.list_containers({"tidegate.cloud": name}):
+            e.remove(c.id)
+        e.remove_network(f"tidegate-{name}")
+
+
 def test_engine_host_down_then_back(farm, kind, tmp_path, unique, base_image):
     """Two hosts; one engine stops answering: the other host's service is upgraded, the
     dead host is reported; the engine comes back and the next reconcile finishes the job."""
-    import yaml
-
     from controller.engines import connect, local
     from controller.reconcile import Controller
     from controller.source import Source
     from tests.validators.helpers import GitRepo
 
     hosts = {"a": farm.get(kind, 0), "b": farm.get(kind, 1)}
-    engines = {h: connect(kind, r.url, h) for h, r in hosts.items()}
-    build_image(engines["b"], *BASE_RECIPE)                     # `base_image` is on host a
+    engines = _two_host_engines(farm, kind, base_image, ("2025.1", "2025.2"))
     repo = GitRepo(tmp_path / "repo")
-
-    for e in engines.values():
-        for release in ("2025.1", "2025.2"):
-            e.tag(base_image, f"localhost/tidegate/svc:{release}")
-
-    def svc(host, release):
-        return yaml.safe_dump({
-            "project": f"p{host}", "release": release, "image": f"localhost/tidegate/svc:{release}", "hosts": [host], "replicas": 1,
-            "command": ["python3", "-m", "http.server", "8080"], "environment": {"RELEASE": release},
-            "health": {"type": "tcp", "port": 8080, "interval": 0.5, "start_period": 20}})
     folder = f"clouds/{unique}"
-    repo.commit({f"{folder}/cloud.yaml": yaml.safe_dump({"name": unique, "hosts": {
-                     "a": {"engine": kind, "url": hosts["a"].url}, "b": {"engine": kind, "url": hosts["b"].url}}}),
-                 f"{folder}/services/api.yaml": svc("a", "2025.1"),
-                 f"{folder}/services/worker.yaml": svc("b", "2025.1")}, "two hosts")
+    repo.commit({f"{folder}/cloud.yaml": _two_host_cloud(unique, kind, engines),
+                 f"{folder}/services/api.yaml": _tcp_service("pa", "a", "2025.1"),
+                 f"{folder}/services/worker.yaml": _tcp_service("pb", "b", "2025.1")}, "two hosts")
 
     def reconcile():
         return Controller(Source(repo.path), unique, state_dir=tmp_path / "state", engines=engines).reconcile("HEAD")
@@ -282,8 +300,8 @@ def test_engine_host_down_then_back(farm, kind, tmp_path, unique, base_image):
         assert first.condition() == "Ready", first.render()
         before = {h: ids(h) for h in hosts}
         local.stop_engine(hosts["b"])                           # host b goes down (its data stays)
-        repo.commit({f"{folder}/services/api.yaml": svc("a", "2025.2"),
-                     f"{folder}/services/worker.yaml": svc("b", "2025.2")}, "both 2025.2")
+        repo.commit({f"{folder}/services/api.yaml": _tcp_service("pa", "a", "2025.2"),
+                     f"{folder}/services/worker.yaml": _tcp_service("pb", "b", "2025.2")}, "both 2025.2")
         status = reconcile()
         assert status.condition() != "Ready" and "b" in status.unreachable, status.render()
         assert "a" not in status.unreachable and ids("a") != before["a"], status.render()   # host a proceeded
@@ -297,10 +315,7 @@ def test_engine_host_down_then_back(farm, kind, tmp_path, unique, base_image):
         if not local._alive(hosts["b"].pid):                 # a failed assertion left it down
             farm.records[f"{kind}1"] = local.start_engine(kind, Path(hosts["b"].dir))
             engines["b"] = connect(kind, farm.records[f"{kind}1"].url, "b")
-        for h, e in engines.items():
-            for c in e.list_containers({"tidegate.cloud": unique}):
-                e.remove(c.id)
-            e.remove_network(f"tidegate-{unique}")
+        _remove_cloud(engines, unique)
 
 
 def test_two_hosts_on_one_machine_start_their_containers_at_the_same_moment(farm, kind, tmp_path, unique, base_image):
@@ -308,41 +323,24 @@ def test_two_hosts_on_one_machine_start_their_containers_at_the_same_moment(farm
     netavark names its chains after the network's name, so simultaneous starts on the two
     engines race to create the same chain and one fails ("Chain already exists"; 20 of 30
     measured). The executor retries it as a temporary error: every deployment converges."""
-    import yaml
-
-    from controller.engines import connect
     from controller.reconcile import Controller
     from controller.source import Source
     from tests.validators.helpers import GitRepo
 
-    urls = {"a": farm.get(kind, 0).url, "b": farm.get(kind, 1).url}
-    engines = {h: connect(kind, url, h) for h, url in urls.items()}
-    build_image(engines["b"], *BASE_RECIPE)
-    for e in engines.values():
-        e.tag(base_image, "localhost/tidegate/svc:2025.1")
+    engines = _two_host_engines(farm, kind, base_image, ("2025.1",))
     repo = GitRepo(tmp_path / "repo")
     folder = f"clouds/{unique}"
-    services = {f"{folder}/services/s{i}{h}.yaml": yaml.safe_dump({
-        "project": f"s{i}{h}", "release": "2025.1", "image": "localhost/tidegate/svc:2025.1", "hosts": [h],
-        "replicas": 1, "command": ["python3", "-m", "http.server", "8080"],
-        "health": {"type": "tcp", "port": 8080, "interval": 0.2, "start_period": 20}}) for h in urls for i in (1, 2)}
-    repo.commit({f"{folder}/cloud.yaml": yaml.safe_dump({"name": unique, "hosts": {
-        h: {"engine": kind, "url": url} for h, url in urls.items()}}), **services}, "two hosts, two services each")
-
-    def clear():
-        for e in engines.values():
-            for c in e.list_containers({"tidegate.cloud": unique}):
-                e.remove(c.id)
-            e.remove_network(f"tidegate-{unique}")           # its chains go with its last container
-    try:
-        for round_ in range(3):                               # each round creates the chains afresh
+    services = {f"{folder}/services/s{i}{h}.yaml": _tcp_service(f"s{i}{h}", h, "2025.1") for h in engines for i in (1, 2)}
+    repo.commit({f"{folder}/cloud.yaml": _two_host_cloud(unique, kind, engines), **services},
+                "two hosts, two services each")
+    for round_ in range(3):                   # each round creates the chains afresh (with the first container)
+        try:
             status = Controller(Source(repo.path), unique, state_dir=tmp_path / f"state{round_}",
                                 engines=engines).reconcile("HEAD")
             assert status.condition() == "Ready", status.render()
             assert all(len(e.list_containers({"tidegate.cloud": unique})) == 2 for e in engines.values())
-            clear()
-    finally:
-        clear()
+        finally:
+            _remove_cloud(engines, unique)    # netavark drops the chains with a network's last container
 
 
 def test_unsigned_commit_is_refused_with_require_signed(web, tmp_path):
