@@ -66,6 +66,8 @@ def test_netavarks_chain_race_between_two_podman_instances_is_temporary():
     assert _looks_temporary("netavark: code: 1, msg: iptables: Chain already exists.")
     assert _looks_temporary("netavark: code: 4, msg: iptables v1.8.9 (nf_tables): CHAIN_USER_ADD failed "
                             "(File exists): chain NETAVARK-18E865639BDB7")
+    assert _looks_temporary("netavark: unable to append rule '-d 10.104.255.0/24 -j ACCEPT' to table 'nat': "
+                            "code: 1, msg: iptables: No chain/target/match by that name.")
     assert not _looks_temporary("netavark: code: 1, msg: failed to create bridge tg123: Invalid argument")
     assert not _looks_temporary("container name \"web-0\" is already in use: File exists")
     assert _looks_temporary("context deadline exceeded (Client.Timeout exceeded while awaiting headers)")
