@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Engine tests are I/O bound (waiting on containers): more workers than cores pays.
 WORKERS ?= 4
 
-.PHONY: setup test test-fast demo demo-down bench clean
+.PHONY: setup test test-fast demo demo-down compute compute-down hosts hosts-down bench clean
 
 setup:
 	@scripts/setup.sh
@@ -23,6 +23,21 @@ demo: setup
 
 demo-down: setup
 	@scripts/demo.sh down $(ARGS)
+
+# The compute cloud (clouds/compute): Nova, Neutron, Glance with fake-driver computes.
+compute: setup
+	@scripts/compute.sh up
+
+compute-down: setup
+	@scripts/compute.sh down $(ARGS)
+
+# Test hosts to try by hand: own rootfs, netns, sshd and engine each (tests/hosts/).
+HOSTS ?= podman docker
+hosts: setup
+	$(PY) -m tests.hosts up $(HOSTS)
+
+hosts-down: setup
+	$(PY) -m tests.hosts down
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

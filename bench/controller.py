@@ -2,7 +2,9 @@
 """Controller figures (issue #4).
 
 1. plan time for a 1,000-service / 100-host cloud (pure planner; goal < 0.5 s), for a
-   converged cloud (nothing to do) and for an upgrade of 10 services;
+   converged cloud (nothing to do) and for an upgrade of 10 services; the hosts are
+   separate machines (ssh://, addresses), so the cross-host topology is derived too
+   (`--plan-only` stops after this part);
 2. commit → first action latency with no webhook (goal < 2 s): `tidegate run`'s service
    loop on a local repository (watchdog on the refs), from `git commit` returning to the
    executor starting the first step of the change, on a real engine;
@@ -30,15 +32,19 @@ HOSTS, SERVICES = 100, 1000
 
 
 def cloud_files(upgraded: set[int]) -> dict:
+    # 100 machines reached over ssh: the topology (ports on each host's address, /etc/hosts
+    # lines of what a service depends on) is derived and hashed for every service
     files = {"clouds/big/cloud.yaml": yaml.safe_dump(
-        {"name": "big", "hosts": {f"h{h}": {"engine": "podman"} for h in range(HOSTS)}})}
+        {"name": "big", "hosts": {f"h{h}": {"engine": "podman", "address": f"10.250.{h // 200}.{h % 200 + 10}",
+                                            "url": f"ssh://root@10.250.{h // 200}.{h % 200 + 10}/run/podman/podman.sock"}
+                                  for h in range(HOSTS)}})}
     for i in range(SERVICES):
         release = "2025.2" if i in upgraded else "2025.1"
         files[f"clouds/big/services/svc{i}.yaml"] = yaml.safe_dump({
             "project": f"p{i % 25}", "release": release, "image": f"img/svc{i}:{release}", "replicas": 3,
             "hosts": [f"h{(i + k) % HOSTS}" for k in range(3)],
             "depends_on": [f"svc{j}" for j in (i - 1,) if j >= 0 and j // 40 == i // 40],
-            "health": {"type": "http", "port": 8080},
+            "expose": [10000 + i], "health": {"type": "http", "port": 10000 + i},
             "upgrade": {"jobs": {"expand": [{"command": ["m", "expand"]}], "contract": [{"command": ["m", "contract"]}]}}})
     return files
 
@@ -103,8 +109,7 @@ def rolling_upgrade_bench(kind: str) -> None:
             cli = [kind] if kind == "docker" else ["podman", "--remote", "--url", record.url]
             if kind == "docker":
                 cli += ["-H", record.url]
-            server = str(cloud.state_dir / "bench/config")
-            mount = next(Path(server).rglob("server.py"))
+            mount = cloud.folder / "config/web/server.py"      # the committed file tidegate puts in
             net = "tidegate-bench"
 
             def run(*args):
@@ -225,6 +230,8 @@ def main() -> int:
     t_all, _ = timed(from_yaml, runs=3)
     print(f"the same from its YAML (load, validate, resolve specs, plan — `tidegate plan` short of "
           f"observing the engines): {t_all * 1000:.0f} ms")
+    if "--plan-only" in sys.argv:
+        return 0
     latency_bench("podman")
     for kind in ("podman", "docker"):
         rolling_upgrade_bench(kind)

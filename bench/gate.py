@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from controller.engines import connect, local  # noqa: E402
+from controller.secrets import load_identities  # noqa: E402
 from gate.run import Gate  # noqa: E402
+from tests.demo.democloud import DEMO_KEY  # noqa: E402
 
 
 def web_change(engine, tmp: Path) -> tuple[str, str, str, str]:
@@ -59,10 +61,12 @@ def one(which: str, kind: str) -> int:
         engine = connect(kind, record.url, "bench")
         repo, cloud, base, head = (demo_change if which == "demo" else web_change)(engine, tmp)
         # a first run warms the image cache (builds are not what this measures)
-        warm = Gate(repo, cloud, base, head, kind=kind, url=record.url, out=lambda line: None, rollback=False)
+        keys = load_identities(DEMO_KEY) if which == "demo" else None      # the demo's secrets
+        warm = Gate(repo, cloud, base, head, kind=kind, url=record.url, out=lambda line: None, rollback=False,
+                    identities=keys)
         warm.run()
         t0 = time.monotonic()
-        gate = Gate(repo, cloud, base, head, kind=kind, url=record.url, out=lambda line: None)
+        gate = Gate(repo, cloud, base, head, kind=kind, url=record.url, out=lambda line: None, identities=keys)
         report = gate.run()
         total = time.monotonic() - t0
         print(f"{which} on {kind}: gate {report.base[:8]}..{report.head[:8]} "

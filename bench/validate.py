@@ -21,7 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from controller.commands.check import check  # noqa: E402
+from controller.report import check  # noqa: E402
 from validators.load import _parse  # noqa: E402
 
 HOSTS, SERVICES, PROJECTS = 100, 1000, 25

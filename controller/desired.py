@@ -3,7 +3,8 @@ beyond reading config blobs from the validated tree.
 
 Desired: each service of a validated cloud with the content of its config mounts and
 the hash that goes on its containers (`tidegate.spec-hash`): the service spec plus the
-config files' contents, so a config change rolls the service like an image change.
+config files' contents plus the ciphertext of every secret it uses, so a config or
+secret change rolls the service like an image change (and only the services using it).
 
 Observed: the labelled containers found on each host, and the hosts that did not answer.
 """
@@ -15,7 +16,11 @@ import posixpath
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from validators import secrets as secret_refs
+from validators import templates
 from validators.model import Cloud, Service
+
+from .secrets import Vault
 
 # Labels on every container tidegate creates (DESIGN.md). Unlabelled containers are
 # never touched.
@@ -27,13 +32,21 @@ LABEL_HASH = "tidegate.spec-hash"
 LABEL_RELEASE = "tidegate.release"
 LABEL_COMMIT = "tidegate.commit"
 LABEL_ROLE = "tidegate.role"          # "replica" | "job"
+LABEL_VOLUME = "tidegate.volume"      # on named volumes: the volume's name in the service file
+# The host (cloud.yaml's name) a replica was created for: several hosts of one cloud may
+# share an engine (hosts on one machine), and each sees only its own replicas there.
+LABEL_HOST = "tidegate.host"
 
 
 @dataclass(frozen=True)
 class ConfigFile:
     source: str          # path relative to the cloud folder
     target: str          # absolute path in the container
-    sha256: str
+    sha256: str          # of the file as committed (a template: before rendering)
+    secrets: tuple[str, ...] = ()    # secrets a template refers to: rendered in memory, never on disk
+    owner: str | None = None
+    mode: int = 0o440
+    per_host: bool = False           # a template saying ${host}: rendered per container (validators.templates)
 
 
 @dataclass(frozen=True)
@@ -53,10 +66,26 @@ class Desired:
     commit: str
     services: dict                           # name -> DesiredService
     files: dict = field(default_factory=dict, compare=False)   # sha256 -> bytes (config contents)
+    vault: object = field(default=None, compare=False)         # controller.secrets.Vault: values in memory
+
+    def secrets_used(self) -> set[str]:
+        return {name for ds in self.services.values() for name in uses(ds)}
 
 
-def desired_state(cloud: Cloud, tree, commit: str) -> Desired:
-    """Resolve a validated cloud against its tree: config contents and spec hashes."""
+def uses(ds: DesiredService) -> list[str]:
+    """The secrets a desired service refers to (templates and environment), sorted."""
+    names = {n for c in ds.config for n in c.secrets}
+    names |= {name for _where, name in secret_refs.service_references(ds.service)}
+    return sorted(names)
+
+
+def desired_state(cloud: Cloud, tree, commit: str, vault=None) -> Desired:
+    """Resolve a validated cloud against its tree: config contents and spec hashes.
+    `vault` (controller.secrets.Vault) gives the secrets' ciphertexts for the hash and,
+    later, their values to the container specs; by default it is read from the tree
+    without a key (planning needs no value)."""
+    if vault is None:
+        vault = Vault.of(tree, cloud.folder)
     files: dict[str, bytes] = {}
     services = {}
     for name, svc in cloud.services.items():
@@ -64,29 +93,55 @@ def desired_state(cloud: Cloud, tree, commit: str) -> Desired:
         for mount in svc.config:
             root = f"{cloud.folder}/{posixpath.normpath(mount.source)}"
             for rel, content in _walk(tree, root):
+                refs = tuple(secret_refs.references(content)) if mount.template else ()
+                if mount.template and not refs:     # only literals ($${secret:…}): no secret in it
+                    content = secret_refs.render(content, None)
                 digest = hashlib.sha256(content).hexdigest()
                 files[digest] = content
                 target = mount.target if not rel else posixpath.join(mount.target, rel)
                 source = posixpath.normpath(mount.source) if not rel else posixpath.join(posixpath.normpath(mount.source), rel)
-                config.append(ConfigFile(source, target, digest))
-        services[name] = DesiredService(svc, tuple(config), container_hash(svc, config))
-    return Desired(cloud, commit, services, files)
+                per_host = mount.template and templates.refers_to_host(content)
+                config.append(ConfigFile(source, target, digest, refs, mount.owner or svc.user, mount.mode, per_host))
+        used = {n for c in config for n in c.secrets} | {n for _w, n in secret_refs.service_references(svc)}
+        digests = {n: vault.digest(n) for n in sorted(used) if n in vault.ciphertexts}
+        services[name] = DesiredService(svc, tuple(config), container_hash(svc, config, digests))
+    return Desired(cloud, commit, services, files, vault)
 
 
 # What a container is made of. Placement (replicas, hosts), ordering (depends_on,
 # requires), rollout settings and tidegate's own health checks are not: changing them
 # must not restart a replica.
-CONTAINER_FIELDS = ("release", "image", "command", "entrypoint", "user", "ports", "environment",
-                    "volumes", "stop_signal", "stop_grace", "ulimits")
+CONTAINER_FIELDS = ("release", "image", "command", "entrypoint", "user", "ports", "published", "reach",
+                    "environment", "volumes", "stop_signal", "stop_grace", "ulimits")
 
 
-def container_hash(svc: Service, config) -> str:
+def container_hash(svc: Service, config, secrets: dict | None = None) -> str:
+    """`secrets`: name -> digest of the ciphertext of each secret the service uses."""
     spec = svc.spec()
-    blob = json.dumps({k: spec[k] for k in CONTAINER_FIELDS}, sort_keys=True, default=str)
+    fields = {k: spec[k] for k in CONTAINER_FIELDS if k not in ("published", "reach")}
+    fields["ports"] = [_port_blob(p) for p in spec["ports"]]
+    if spec["secret_files"]:            # only when used: no other service's hash moves
+        fields["secret_files"] = spec["secret_files"]
+    # The topology of a cloud of several machines (validators/topology.py), only where it
+    # adds something: on one machine no hash moves with a tidegate that knows it.
+    if spec["published"] != spec["ports"]:
+        fields["published"] = [_port_blob(p) for p in spec["published"]]
+    if spec["reach"]:
+        fields["reach"] = spec["reach"]
+    blob = json.dumps(fields, sort_keys=True, default=str)
     h = hashlib.sha256(blob.encode())
     for c in config:
         h.update(f"\0{c.target}\0{c.sha256}".encode())
+        if c.secrets:
+            h.update(f"\0{c.owner}\0{c.mode:o}".encode())
+    for name, digest in sorted((secrets or {}).items()):
+        h.update(f"\0secret\0{name}\0{digest}".encode())
     return h.hexdigest()[:12]
+
+
+def _port_blob(port: dict) -> dict:
+    """A port as the hash saw it before ports could be published on the host's address."""
+    return {k: v for k, v in port.items() if k != "on_host_address" or v}
 
 
 def _walk(tree, path: str, rel: str = ""):
@@ -110,6 +165,7 @@ class Container:
     release: str
     state: str                      # running | exited | created | ...
     commit: str = ""
+    joined: bool = True             # in its service's DNS alias (passed its health gate)
 
     @property
     def running(self) -> bool:
@@ -143,5 +199,15 @@ def job_name(cloud: str, service: str, phase: str, index: int, spec_hash: str) -
 
 
 def volume_name(cloud: str, volume: str) -> str:
-    """Volumes are per cloud: two clouds (or a gate's test cloud) on one engine never share data."""
+    """Volumes are per cloud: two clouds (or a gate's test cloud) on one engine never share data.
+
+    `_` joins them: the schema allows it in volume names but never in cloud names, so the
+    cloud is everything before the first `_` and no two (cloud, volume) pairs share a name
+    (`a` + `b-data` is `a_b-data`, `a-b` + `data` is `a-b_data`)."""
+    return f"{cloud}_{volume}"
+
+
+def legacy_volume_name(cloud: str, volume: str) -> str:
+    """The name tidegate gave volumes before `volume_name`, unlabelled and ambiguous
+    (`a` + `b-data` and `a-b` + `data` were both `a-b-data`): adopted, never made."""
     return f"{cloud}-{volume}"

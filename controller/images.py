@@ -42,10 +42,12 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import yaml
+
+from validators.schema import InvalidFile, load_checked
 
 from .engines.base import Engine, EngineError, EngineUnreachable, ImageInfo
 from .engines.common import split_ref
@@ -198,16 +200,15 @@ def load_recipe(images_dir: str | os.PathLike, name: str, _chain: tuple[str, ...
                 bases.append(load_recipe(folder, makers[0], _chain + (name,)))
         return Recipe(name, image, str(folder), containerfile=str(context), bases=tuple(bases))
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes()
     except FileNotFoundError:
         raise BuildError(f"no image recipe {name!r} in {folder} (images/{name}.yaml or images/{name}/Containerfile)") from None
-    except yaml.YAMLError as err:
-        raise BuildError(f"{path}: invalid YAML: {err}") from None
-    if not isinstance(data, dict) or "name" not in data or "suite" not in data:
-        raise BuildError(f"{path}: a recipe needs at least `name` (image reference) and `suite`")
-    if data["suite"] not in SUITES:
-        raise BuildError(f"{path}: suite {data['suite']!r} is not one of {', '.join(SUITES)}")
-
+    try:
+        data = load_checked(text, str(path), "recipe")
+    except InvalidFile as err:
+        raise BuildError(str(err)) from None
+    for dest, src in (data.get("files") or {}).items():
+        confine_file(folder, path, str(dest), str(src))
     def argv(value):
         if value is None:
             return None
@@ -220,6 +221,23 @@ def load_recipe(images_dir: str | os.PathLike, name: str, _chain: tuple[str, ...
         env=tuple(sorted((str(k), str(v)) for k, v in (data.get("env") or {}).items())),
         workdir=data.get("workdir"), user=data.get("user"),
         command=argv(data.get("command")), entrypoint=argv(data.get("entrypoint")), data=data)
+
+
+def confine_file(folder: Path, recipe: Path, dest: str, src: str) -> None:
+    """A recipe's `files:` entry may copy only a file of the cloud's images/ folder, and
+    only to a path inside the image: the builder runs as root on the CI runner, and a
+    recipe from a pull request must not copy /etc/shadow (or `../../x`) into an image, nor
+    write outside the root filesystem it builds."""
+    where = f"{recipe}: files.{dest}"
+    if not dest.startswith("/") or ".." in PurePosixPath(dest).parts:
+        raise BuildError(f"{where}: the destination must be an absolute path inside the image, without '..'")
+    root = folder.resolve()
+    source = (folder / src).resolve()
+    if PurePosixPath(src).is_absolute() or not source.is_relative_to(root):
+        raise BuildError(f"{where}: the source {src!r} is outside the cloud's images/ folder; "
+                         "copy the file into images/ and name it relative to that folder")
+    if not source.is_file():
+        raise BuildError(f"{where}: the source {src!r} is not a file in images/")
 
 
 def list_recipes(images_dir: str | os.PathLike) -> list[str]:

@@ -11,11 +11,19 @@ to the other:
   `max_unavailable` replicas at a time; `recreate` stops everything first;
 - an upgrade (release goes up) runs the `expand` and `migrate` jobs before the first new
   replica starts and `contract` after the last old one is gone (cloud policy permitting);
+- an upgrade's `precheck` jobs (`nova-status upgrade check`) run from the new image before
+  ANY service of the change is touched: the plan lists them apart (`Plan.prechecks`) and
+  the executor runs them all before the first wave. Only an upgrade runs them — not a
+  first deploy, a config or same-release image change, a downgrade or a resumed rollout
+  (a successor already runs: the change has begun);
 - a first deployment runs the `bootstrap` jobs;
 - a rollout interrupted half-way (controller killed) is finished, not restarted: a
-  successor that already exists is waited for, not duplicated;
+  successor that already exists is waited for, not duplicated, and joins its service
+  alias only through that wait (executor);
 - services go in waves by dependency (depends_on, requires, agents after their project's
-  control services); downgrades go in reverse order; removals last.
+  control services, and a project's documented upgrade order — validators/upgrade_order.yaml:
+  Nova's conductor, then scheduler and api, then computes); downgrades go in reverse
+  order; removals last.
 """
 from __future__ import annotations
 
@@ -23,27 +31,32 @@ import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 
+from validators import order
 from validators.releases import Release
 
+from .analysis import describe as describe_analysis, describe_check
 from .desired import Container, Desired, DesiredService, Observed, container_name, job_name
 
 # Rough durations (seconds) for the estimate; the bench measures the real ones.
-_EST = {"network": 0.1, "image": 0.2, "create": 1.5, "drain": 0.3, "remove": 0.3, "job": 10.0}
+_EST = {"network": 0.1, "image": 0.2, "config": 0.1, "create": 1.5, "drain": 0.3, "remove": 0.3, "job": 10.0}
 
 
 @dataclass(frozen=True)
 class Step:
-    action: str                  # network | image | job | create | wait-healthy | drain | stop | remove
+    action: str                  # network | image | config | job | create | wait-healthy | drain | stop | remove
+                                 # | analyse (the service through the cloud's front, after its rollout)
     host: str
     service: str = ""
     replica: int | None = None
     container: str = ""          # container name (create) or name/id of an existing one
-    phase: str = ""              # job phase: bootstrap | expand | migrate | contract
+    phase: str = ""              # job phase: bootstrap | precheck | expand | migrate | contract
     job: int | None = None       # index of the job in its phase
     note: str = ""
     hold: float = 0.0            # wait-healthy: seconds it must then stay healthy (min_ready)
 
     def describe(self) -> str:
+        if self.action == "analyse":
+            return f"analyse {self.service} for {self.note}"
         if self.action == "job":
             return f"run {self.phase} job #{self.job + 1} on {self.host}{' (' + self.note + ')' if self.note else ''}"
         what = self.container or self.service
@@ -64,7 +77,10 @@ class ServicePlan:
     phases: tuple[str, ...] = ()          # migration phases that will run
     out_at_once: int = 0                  # replicas out of service at once, at worst
     replicas: int = 0
-    estimate: float = 0.0                 # seconds
+    estimate: float = 0.0                 # seconds (of `steps`)
+    checks: tuple[str, ...] = ()          # the service's deep checks, one line each
+    analysis: str = ""                    # the analysis after its rollout, when this plan runs one
+    precheck: tuple[Step, ...] = ()       # run before the plan's first wave (Plan.prechecks)
 
 
 @dataclass(frozen=True)
@@ -81,12 +97,19 @@ class Plan:
         return not self.waves
 
     @property
+    def prechecks(self) -> list[ServicePlan]:
+        """Services whose precheck jobs run before the first wave, in wave order."""
+        return [sp for wave in self.waves for sp in wave if sp.precheck]
+
+    @property
     def steps(self) -> list[Step]:
-        return [s for wave in self.waves for sp in wave for s in sp.steps]
+        return ([s for sp in self.prechecks for s in sp.precheck]
+                + [s for wave in self.waves for sp in wave for s in sp.steps])
 
     @property
     def estimate(self) -> float:
-        return sum(max((sp.estimate for sp in wave), default=0.0) for wave in self.waves)
+        return (sum(_estimate(sp.precheck, None) for sp in self.prechecks)
+                + sum(max((sp.estimate for sp in wave), default=0.0) for wave in self.waves))
 
     def as_dict(self) -> dict:
         return {
@@ -107,6 +130,13 @@ class Plan:
         if self.empty:
             lines.append("  nothing to do on the hosts that answered" if self.blocked
                          else "  nothing to do: every service runs its desired spec")
+        if self.prechecks:
+            lines.append("prechecks (new images, against the running cloud, before any change; "
+                         "exit 1 warns, other failures block):")
+            for sp in self.prechecks:
+                lines.append(f"  {sp.service}:")
+                for n, step in enumerate(sp.precheck, 1):
+                    lines.append(f"    {n:>2}. {step.describe()}")
         for i, wave in enumerate(self.waves, 1):
             lines.append(f"wave {i}:")
             for sp in wave:
@@ -116,6 +146,10 @@ class Plan:
                 phases = f", phases {'/'.join(sp.phases)}" if sp.phases else ""
                 lines.append(f"  {sp.service}: {sp.change}{rel} ({sp.strategy}, {sp.replicas} replica(s), "
                              f"at most {sp.out_at_once} out at once{phases}, ~{sp.estimate:.0f}s)")
+                if sp.checks:
+                    lines.append(f"     deep checks: {', '.join(sp.checks)}")
+                if sp.analysis:
+                    lines.append(f"     analysis after the last replica: {sp.analysis}")
                 for n, step in enumerate(sp.steps, 1):
                     lines.append(f"    {n:>2}. {step.describe()}")
         if self.untouched:
@@ -137,7 +171,7 @@ class _Replica:
 
 
 def plan(desired: Desired, observed: Observed, *, pending_contract: dict | None = None,
-         contract_now: frozenset = frozenset()) -> Plan:
+         contract_now: frozenset = frozenset(), analyse: bool = True) -> Plan:
     """Steps converging `observed` to `desired`.
 
     `pending_contract`: service -> spec hash of an upgrade whose expand/migrate ran but
@@ -146,6 +180,10 @@ def plan(desired: Desired, observed: Observed, *, pending_contract: dict | None 
 
     `contract_now`: services whose owed contract an operator asked for (`tidegate
     contract`), which is how a cloud with `policy.contract: manual` closes the window.
+
+    `analyse`: a change that replaces a service's replicas ends with the analysis of the
+    service through the cloud's front (its `analysis:`), before its contract; not when
+    the controller converges back to the last good commit.
     """
     pending_contract = pending_contract or {}
     cloud = desired.cloud
@@ -157,7 +195,7 @@ def plan(desired: Desired, observed: Observed, *, pending_contract: dict | None 
 
     for name, ds in desired.services.items():
         sp = _plan_service(desired, ds, observed.of(name), down, pending_contract.get(name),
-                           _contract_due(desired) or name in contract_now)
+                           _contract_due(desired) or name in contract_now, analyse)
         if sp is not None:
             plans[name] = sp
         elif any(h in down for h in ds.service.placement):
@@ -194,7 +232,7 @@ def _retire(c: Container, note: str = "") -> list[Step]:
 
 
 def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], down: frozenset,
-                  pending_hash: str | None, contract_due: bool) -> ServicePlan | None:
+                  pending_hash: str | None, contract_due: bool, analyse: bool = True) -> ServicePlan | None:
     svc = ds.service
     cloud = desired.cloud.name
     replicas = [_Replica(i, host) for i, host in enumerate(svc.placement)]
@@ -221,7 +259,7 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
     # Hosts that did not answer: plan nothing there (their containers are unknown).
     active = [r for r in replicas if r.host not in down]
     surplus = [c for c in surplus if c.host not in down]
-    work = [r for r in active if r.good is None or r.stale]
+    work = [r for r in active if r.good is None or r.stale or not r.good.joined]
     contract_owed = pending_hash == ds.hash and contract_due and bool(svc.upgrade.phase("contract"))
     if not work and not surplus and not contract_owed:
         return None
@@ -249,6 +287,8 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
     for host in sorted(set(hosts_used) | ({job_host} if job_host else set())):
         steps.append(Step("network", host, svc.name, note=desired.cloud.network))
         steps.append(Step("image", host, svc.name, note=svc.image))
+        if ds.config:            # checked before any old replica is stopped
+            steps.append(Step("config", host, svc.name, note=f"{len(ds.config)} file(s)"))
 
     def jobs(phase: str, items) -> None:
         if not items or job_host is None:
@@ -260,6 +300,14 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
                               note=items[i].name))
 
     new_replica_exists = any(c.hash == ds.hash for c in found)
+    precheck: list[Step] = []
+    if change == "upgrade" and not new_replica_exists and job_host is not None and svc.upgrade.phase("precheck"):
+        # its own network/image/config steps: it runs before the waves, so before the service's own
+        precheck = [s for s in steps if s.host == job_host]
+        for i, job in enumerate(svc.upgrade.phase("precheck")):
+            precheck.append(Step("job", job_host, svc.name, None, job_name(cloud, svc.name, "precheck", i, ds.hash),
+                                 phase="precheck", job=i, note=job.name))
+        phases.append("precheck")
     if change == "deploy":
         jobs("bootstrap", svc.bootstrap)
     elif change == "upgrade" and not new_replica_exists:
@@ -268,10 +316,12 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
 
     # 1. Finish what an interrupted rollout started: a healthy successor retires its
     #    predecessors before anything new starts.
+    #    One that never joined its service alias (stopped between its gate and the
+    #    join) is gated again, which joins it.
     for r in work:
-        if r.good is not None and r.stale:
+        if r.good is not None:
             steps.append(Step("wait-healthy", r.host, svc.name, r.index, r.good.name,
-                              note="successor from an interrupted rollout"))
+                              note="successor from an interrupted rollout" if r.stale else "not yet in its alias"))
             for c in r.stale:
                 steps += _retire(c)
     todo = [r for r in work if r.good is None]
@@ -282,7 +332,9 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
             steps += _retire(c, note="not running; recreated")
 
     # 2. Replace the rest.
-    surge_ok = not any(p.host is not None for p in svc.ports)
+    # A successor beside its predecessor needs a port of its own, and a service whose
+    # identity is its host (strategy in-place: a Nova compute) must never run twice.
+    surge_ok = svc.upgrade.strategy != "in-place" and not any(p.host is not None for p in svc.published)
     batch = max(1, svc.upgrade.max_unavailable)
     out_at_once = 0
     if svc.upgrade.strategy == "recreate" and any(r.stale for r in todo):
@@ -310,7 +362,8 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
         for group in _batches(todo, batch):
             for r in group:
                 for c in r.stale:
-                    steps += _retire(c, note="host port: replaced in place")
+                    steps += _retire(c, note="replaced in place" if svc.upgrade.strategy == "in-place"
+                                 else "host port: replaced in place")
             for r in group:
                 steps.append(_create(cloud, svc.name, r, ds))
             for r in group:
@@ -321,7 +374,15 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
     for c in sorted(surplus, key=lambda c: -c.replica):
         steps += _retire(c, note="scaled down")
 
-    # 4. Contract once every replica runs the new spec.
+    # 4. Analysis through the front once the last replica is replaced — before contract,
+    #    while going back is still possible.
+    analysis = ""
+    if analyse and change in ("upgrade", "downgrade", "update") and job_host is not None \
+            and any(s.action == "remove" for s in steps) and desired.cloud.analysed_checks(svc.name):
+        analysis = describe_analysis(desired.cloud, svc.name)
+        steps.append(Step("analyse", job_host, svc.name, note=analysis))
+
+    # 5. Contract once every replica runs the new spec.
     if contract_due and svc.upgrade.phase("contract") and (
             change == "upgrade" or pending_hash == ds.hash) and not any(r.host in down for r in replicas):
         jobs("contract", svc.upgrade.phase("contract"))
@@ -331,7 +392,8 @@ def _plan_service(desired: Desired, ds: DesiredService, found: list[Container], 
     steps = _hold(steps, svc.upgrade.min_ready)
     estimate = _estimate(steps, svc)
     return ServicePlan(svc.name, change, from_release, str(new), strategy, tuple(steps), tuple(phases),
-                       out_at_once, len(replicas), estimate)
+                       out_at_once, len(replicas), estimate, tuple(describe_check(c) for c in svc.checks), analysis,
+                       tuple(precheck))
 
 
 def _contract_due(desired: Desired) -> bool:
@@ -371,6 +433,8 @@ def _est(step: Step, svc) -> float:
         return 2 * (svc.health.interval if svc is not None and svc.health else 1.0) + step.hold
     if step.action == "stop":
         return min(svc.stop_grace, 3.0) if svc is not None else 3.0
+    if step.action == "analyse":
+        return svc.analysis.window if svc is not None and svc.analysis is not None else 0.0
     return _EST.get(step.action, 0.5)
 
 
@@ -383,14 +447,21 @@ def _levels(desired: Desired) -> dict[str, int]:
     services = desired.cloud.services
     edges: dict[str, set[str]] = {name: set() for name in services}
     controls = defaultdict(set)
+    steps = defaultdict(list)                      # project -> (step in its upgrade order, service)
     for name, svc in services.items():
         if svc.role == "control":
             controls[svc.project].add(name)
+        at = order.step(svc)
+        if at is not None:
+            steps[svc.project].append((at, name))
     for name, svc in services.items():
         edges[name] |= {d for d in svc.depends_on if d in services}
         edges[name] |= {other for other, _ in svc.requires if other in services}
         if svc.role == "agent":
             edges[name] |= controls[svc.project]
+        at = order.step(svc)
+        if at is not None:
+            edges[name] |= {other for step, other in steps[svc.project] if step < at}
         edges[name].discard(name)
     # Iterative depth-first walk (a chain of thousands of services must not hit Python's
     # recursion limit). A cycle — the validators reject those — is broken where it closes.
@@ -429,3 +500,33 @@ def _waves(desired: Desired, plans: dict[str, ServicePlan]) -> tuple[tuple[Servi
     if removals:
         waves.append(tuple(sorted(removals, key=lambda sp: sp.service)))
     return tuple(w for w in waves if w)
+
+
+# Steps of one batch that may run at once: a replica's retirement (stop, drain, remove),
+# its successor's create, its health gate. Only on DIFFERENT hosts: on one host the order
+# stays as planned (one engine, one set of ports), so a cloud on one host runs as before.
+_PARALLEL = {"stop": "retire", "create": "create", "wait-healthy": "wait-healthy"}
+
+
+def parallel_segments(steps) -> list[list[list[Step]]]:
+    """The steps in order, as segments of chains: the chains of one segment run at the
+    same time (one per host), each chain's steps in order; segments one after another.
+    Pure: `max_unavailable` already bounds what one batch takes out of service."""
+    chains: list[list[Step]] = []
+    for step in steps:
+        if chains and step.action in ("drain", "remove") and chains[-1][-1].container == step.container \
+                and chains[-1][0].action == "stop":
+            chains[-1].append(step)
+        else:
+            chains.append([step])
+    segments: list[tuple[str | None, list[list[Step]]]] = []
+    for chain in chains:
+        stage = _PARALLEL.get(chain[0].action)
+        if stage == "retire" and [s.action for s in chain] != ["stop", "drain", "remove"]:
+            stage = None
+        last = segments[-1] if segments else None
+        if stage and last and last[0] == stage and chain[0].host not in {c[0].host for c in last[1]}:
+            last[1].append(chain)
+        else:
+            segments.append((stage, [chain]))
+    return [chains_ for _, chains_ in segments]

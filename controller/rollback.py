@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pygit2
 
-from validators.check import check_state, check_transition
+from validators.check import judge
 from validators.findings import Finding, has_errors
 from validators.load import RepoError, load_cloud
 from validators.releases import Release
@@ -202,43 +202,45 @@ def validate(source: Source, cloud: str, service: str, head: pygit2.Commit, tree
              status=None) -> list[Finding]:
     """What `tidegate check --base <head>` would say about the rollback's tree, plus the
     controller's record of contract phases."""
-    loaded = load_cloud(GitTree(tree), cloud)
-    findings = check_state(loaded)
-    if loaded.cloud is None or any(f.severity == "error" and f.rule.startswith(("yaml.", "schema."))
-                                   for f in findings):
+    loaded = load_cloud(GitTree(tree, source.repo.odb), cloud)
+    base = load_cloud(GitTree(head.tree, source.repo.odb), cloud)
+    findings = judge(loaded, base, lambda services: source.prior_states(cloud, str(head.id), services))
+    if loaded.cloud is None or base.cloud is None:
         return findings
-    base = load_cloud(GitTree(head.tree), cloud)
-    if base.cloud is None:
-        return findings
-    history = source.prior_states(cloud, str(head.id), [service])
-    findings += check_transition(base, loaded, history)
-    findings += _contract_recorded(source.repo, cloud, service, base, loaded, history.get(service), status)
+    prior = source.prior_states(cloud, str(head.id), [service]).get(service)
+    findings += _contract_recorded(source.repo, cloud, service, base, loaded, prior, status)
     return sorted(set(findings))
 
 
 def _contract_recorded(repo, cloud, service, base, new, prior, status) -> list[Finding]:
     """The notes live in the repository the controller reads; an operator's clone (or the
-    mirror of a remote) may not have them. The controller's status file knows too."""
+    mirror of a remote) may not have them. The controller's status file knows too — of the
+    service's own contract, or of any service of its project (one database)."""
     if status is None or prior is None or prior.contract_ran:
         return []
     old, svc = base.cloud.services.get(service), new.cloud.services.get(service)
     if old is None or svc is None or not svc.release < old.release:
         return []
-    record = (status.contracted or {}).get(service) or {}
-    ran_at = record.get("revision")
-    if not ran_at:
-        return []
-    try:
-        covered = ran_at == prior.commit or repo.descendant_of(ran_at, prior.commit)
-    except (KeyError, ValueError, pygit2.GitError):
-        return []                       # a revision this repository does not know: no verdict
-    if not covered:
-        return []
-    return [Finding(svc.file, None, None, "error", "transition.downgrade",
-                    f"{service}: {old.release} → {svc.release} is a downgrade after the contract phase of "
-                    f"{prior.commit[:12]} ran (at {ran_at[:12]}{', ' + record['at'] if record.get('at') else ''}, "
-                    f"per the controller's status of cloud {cloud})",
-                    "roll forward with a fix instead, or restore the database backup taken before contract")]
+    project = [service] + sorted(name for name, s in base.cloud.services.items()
+                                 if s.project == svc.project and name != service)
+    for by in project:
+        record = (status.contracted or {}).get(by) or {}
+        ran_at = record.get("revision")
+        if not ran_at:
+            continue
+        try:
+            covered = ran_at == prior.commit or repo.descendant_of(ran_at, prior.commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            continue                    # a revision this repository does not know: no verdict
+        if not covered:
+            continue
+        whose = "" if by == service else f" of {by} (project {svc.project}: its services share a database)"
+        return [Finding(svc.file, None, None, "error", "transition.downgrade",
+                        f"{service}: {old.release} → {svc.release} is a downgrade after the contract phase{whose} "
+                        f"ran (upgrade {prior.commit[:12]}; at {ran_at[:12]}"
+                        f"{', ' + record['at'] if record.get('at') else ''}, per the controller's status of cloud {cloud})",
+                        "roll forward with a fix instead, or restore the database backup taken before contract")]
+    return []
 
 
 # -- writing the commit (git CLI) -------------------------------------------------------

@@ -34,7 +34,7 @@ import pygit2
 from validators.load import RepoError
 
 from .source import Source
-from .status import Status
+from .status import Status, StatusUnreadable
 
 log = logging.getLogger("tidegate.run")
 
@@ -392,6 +392,11 @@ class Service:
         self.current = rev
         try:
             status = self.controller.reconcile(rev, drift_check=drift_check)
+        except (StatusUnreadable, RepoError) as err:      # the operator must act: one line, no traceback
+            self.exceptions += 1
+            log.error("cloud %s: not reconciling %s: %s (checked again in %g s)", self.cloud, rev[:12], err,
+                      self._retry_in())
+            return None
         except Exception:  # noqa: BLE001 — one bad reconcile must not end the service: log, retry later
             self.exceptions += 1
             log.exception("cloud %s: reconciling %s failed; retrying in %g s", self.cloud, rev[:12], self._retry_in())
@@ -400,7 +405,10 @@ class Service:
         log.info("cloud %s: %s: %s (%s)%s [%.1f s]", self.cloud, rev[:12], status.condition(), status.reason,
                  f": {status.message}" if status.message else "", time.monotonic() - started)
         if status.reason == "EngineUnavailable":       # temporary: retry with backoff (kopf's classification)
-            log.info("cloud %s: engine unavailable; retrying in %g s", self.cloud, self._retry_in())
+            delay = self._retry_in()
+            log.info("cloud %s: engine unavailable; retrying in %g s", self.cloud, delay)
+            self.controller.record_retry(status, time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                time.gmtime(time.time() + delay)))
         else:
             self._backoff, self._retry_at = 0.0, None
         return status

@@ -67,9 +67,9 @@ def verify_commit(commit, allowed_signers: str | None = None, gpg_keyring: str |
 
 
 class Verifier:
-    """`verify_commit` bound to the trust files, with verdicts cached per commit id. The
-    cache is keyed on the trust files' mtime too: removing a key from allowed_signers
-    takes effect at the next reconcile, without a restart."""
+    """`verify_commit` bound to the trust files, with verdicts cached per commit id for a
+    minute at most. The cache is keyed on the trust files' mtime too: removing a key from
+    allowed_signers takes effect at the next reconcile, without a restart."""
 
     def __init__(self, allowed_signers: str | None = None, gpg_keyring: str | None = None):
         self.allowed_signers = allowed_signers
@@ -87,7 +87,8 @@ class Verifier:
         return tuple(stamp)
 
     def __call__(self, commit) -> str | None:
-        key = (str(commit.id), self._stamp())
+        # verdicts hold for a minute at most: a key's valid-before is judged at verification time
+        key = (str(commit.id), self._stamp(), int(time.time() // 60))
         if key not in self._cache:
             if len(self._cache) > 1024:
                 self._cache.clear()
@@ -106,12 +107,12 @@ def _verify_ssh(short: str, commit, signature: bytes, payload: bytes, allowed_si
         sig_file = os.path.join(tmp, "commit.sig")
         with open(sig_file, "wb") as f:
             f.write(signature)
-        # As git does: keys in allowed_signers may carry valid-after/valid-before; judge
-        # them at the commit's time, not today's.
-        when = time.strftime("%Y%m%d%H%M%S", time.gmtime(commit.committer.time))
+        # Keys in allowed_signers may carry valid-after/valid-before: judge them now. git
+        # judges them at the committer's time, which whoever signs writes as they like: a
+        # key that expired (or was retired by valid-before) could sign "in the past".
         try:
             verified = _run(["ssh-keygen", "-Y", "verify", "-f", allowed_signers, "-I", principal,
-                             "-n", NAMESPACE, "-s", sig_file, f"-Overify-time={when}"], payload)
+                             "-n", NAMESPACE, "-s", sig_file], payload)
         except FileNotFoundError:
             return "cannot verify SSH signatures: ssh-keygen is not installed (Debian package openssh-client)"
         except subprocess.TimeoutExpired:

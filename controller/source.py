@@ -18,11 +18,19 @@ NOTES_REF = "refs/notes/tidegate"
 HISTORY_LIMIT = 10_000     # commits walked to find a service's previous state
 
 
-class GitTree:
-    """A commit's tree as a validators.tree.Tree."""
+LINK_MODE = 0o120000           # a tree entry that is a symbolic link (its blob holds the target)
 
-    def __init__(self, tree: pygit2.Tree):
+
+class GitTree:
+    """A commit's tree as a validators.tree.Tree. Symbolic links and submodules are what
+    they are ('link', 'submodule'), never followed or read as files.
+
+    With the repository's object database, size() reads only an object's header; without
+    it, pygit2 loads the whole blob to tell its size (150 MB for a 150 MB file)."""
+
+    def __init__(self, tree: pygit2.Tree, odb: pygit2.Odb | None = None):
         self._tree = tree
+        self._odb = odb
         self._children: dict[str, dict] = {}    # dir path -> {name: object}
 
     def _entries(self, path: str, tree: pygit2.Tree) -> dict:
@@ -49,20 +57,29 @@ class GitTree:
         if isinstance(obj, pygit2.Tree):
             return "dir"
         if isinstance(obj, pygit2.Blob):
-            return "file"
+            return "link" if obj.filemode == LINK_MODE else "file"
+        if isinstance(obj, pygit2.Commit):          # a gitlink: the commit lives in another repository
+            return "submodule"
         return None
 
-    def size(self, path: str) -> int:
+    def _file(self, path: str) -> pygit2.Blob:
         obj = self._get(path)
-        if not isinstance(obj, pygit2.Blob):
+        if not isinstance(obj, pygit2.Blob) or obj.filemode == LINK_MODE:
             raise FileNotFoundError(path)
+        return obj
+
+    def size(self, path: str) -> int:
+        obj = self._file(path)
+        if self._odb is not None:
+            return self._odb.read_header(obj.id)[1]
         return obj.size
 
     def read(self, path: str) -> bytes:
+        return self._file(path).data
+
+    def link_target(self, path: str) -> str:
         obj = self._get(path)
-        if not isinstance(obj, pygit2.Blob):
-            raise FileNotFoundError(path)
-        return obj.data
+        return obj.data.decode(errors="replace") if self.kind(path) == "link" else ""
 
     def listdir(self, path: str) -> list[str]:
         obj = self._get(path)
@@ -102,8 +119,22 @@ class Source:
             raise RepoError(f"{self.path}: unknown revision {rev!r}") from None
         return commit
 
+    def has(self, commit_id: str) -> bool:
+        """Whether the repository holds this commit (gone after a force-push and gc)."""
+        try:
+            return isinstance(self.repo.get(commit_id), pygit2.Commit)
+        except (ValueError, TypeError):
+            return False
+
+    def descends(self, commit_id: str, ancestor: str) -> bool:
+        """`commit_id` is `ancestor` or has it in its history."""
+        try:
+            return commit_id == ancestor or self.repo.descendant_of(commit_id, ancestor)
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+
     def tree(self, rev: str = "HEAD") -> GitTree:
-        return GitTree(self.commit(rev).tree)
+        return GitTree(self.commit(rev).tree, self.repo.odb)
 
     def worktree(self) -> DirTree:
         if self.repo.is_bare or self.repo.workdir is None:
@@ -113,12 +144,16 @@ class Source:
     # -- history --------------------------------------------------------------
     def prior_states(self, cloud: str, base_rev: str, services) -> dict[str, Prior]:
         """For each service: its state before the last change that touched its file at or
-        before `base_rev` (first-parent history), and whether that change's contract
-        phase ran (per the controller's notes)."""
+        before `base_rev` (first-parent history), and whether a contract phase ran since
+        (per the controller's notes) — its own, or that of ANY service of its project:
+        the services of one project share a database, so one contract closes the rollback
+        window for all of them."""
         result: dict[str, Prior] = {}
         base = self.commit(base_rev)
+        projects: dict[tuple[str, str], str | None] = {}     # (commit, service) -> project
         for service in services:
             path = f"clouds/{cloud}/services/{service}.yaml"
+            project = self._project(base, cloud, service, projects)
             commit = base
             walked = [base]
             for _ in range(HISTORY_LIMIT):
@@ -132,14 +167,45 @@ class Source:
                             data = load(GitTree(parent.tree).read(path), path).data
                         except YamlError:
                             data = None
-                    contract = any(service in self.contracted(c, cloud) for c in walked)
-                    result[service] = Prior(data, str(commit.id), contract)
+                    by = self._contract_of_project(walked, cloud, service, project, projects)
+                    result[service] = Prior(data, str(commit.id), by is not None, by or "")
                     break
                 if parent is None:
                     break
                 commit = parent
                 walked.append(commit)
         return result
+
+    def _contract_of_project(self, commits, cloud: str, service: str, project: str | None,
+                             projects: dict) -> str | None:
+        """The service whose recorded contract (on one of `commits`) closes `service`'s
+        rollback window: itself, else a service of the same project (as of that commit)."""
+        for commit in commits:
+            contracted = self.contracted(commit, cloud)
+            if service in contracted:
+                return service
+            for other in sorted(contracted):
+                if project is not None and self._project(commit, cloud, other, projects) == project:
+                    return other
+        return None
+
+    @staticmethod
+    def _project(commit, cloud: str, service: str, cache: dict) -> str | None:
+        """The `project` a service's file names at `commit` (None: no such file, or unreadable)."""
+        key = (str(commit.id), service)
+        if key not in cache:
+            path = f"clouds/{cloud}/services/{service}.yaml"
+            tree = GitTree(commit.tree)
+            project = None
+            if tree.kind(path) == "file":
+                try:
+                    data = load(tree.read(path), path).data
+                except YamlError:
+                    data = None
+                value = data.get("project") if isinstance(data, dict) else None
+                project = value if isinstance(value, str) else None
+            cache[key] = project
+        return cache[key]
 
     # -- notes (refs/notes/tidegate) -----------------------------------------
     def note(self, commit) -> dict:

@@ -1,10 +1,14 @@
-"""Grenade-style resource hooks: `clouds/<cloud>/tests/<service>/{create,verify,destroy}`.
+"""Grenade-style resource hooks: `clouds/<cloud>/tests/<service>/{create,verify,destroy}`
+for one service, `clouds/<cloud>/tests/<project>/…` for every service of a project (run
+once per project, before its services' own hooks).
 
 Contract (also in README): a hook is an executable (any language; `#!` line). It runs
 with the cloud folder as its working directory and gets, besides the caller's PATH:
 
     TIDEGATE_CLOUD          the (test) cloud's name
-    TIDEGATE_SERVICE        the service the hook belongs to
+    TIDEGATE_SERVICE        the service the hook belongs to (a project's hook: the project)
+    TIDEGATE_PROJECT        the OpenStack project of that service (or the project itself)
+    TIDEGATE_SERVICES       the services the hook serves, space-separated (one, or the project's)
     TIDEGATE_PHASE          create | verify | destroy
     TIDEGATE_HOOK_STATE     a directory kept from create to destroy (ids, names…)
     TIDEGATE_ENDPOINT_<N>   each endpoint of tests/gate.yaml, e.g. TIDEGATE_ENDPOINT_KEYSTONE
@@ -12,6 +16,10 @@ with the cloud folder as its working directory and gets, besides the caller's PA
     …                       the `env` of gate.yaml (credentials)
 
 Exit 0 passes; anything else fails, and the last lines of its output are the message.
+
+A change cannot weaken the hooks that judge it: the BASE commit's hooks always run (from
+the base's files, even when the head deleted or emptied them); a head hook that is new
+or differs from the base's runs too, after it, with its own TIDEGATE_HOOK_STATE.
 """
 from __future__ import annotations
 
@@ -57,6 +65,53 @@ class HookResult:
         lines = [ln for ln in self.output.strip().splitlines() if ln.strip()]
         text = lines[-1] if lines else ("ok" if self.ok else "failed without output")
         return text if self.ok or self.code is None else f"{text} (exit {self.code})"
+
+
+@dataclass(frozen=True)
+class Hook:
+    service: str                     # the folder: a service, or a project for a project's hook
+    phase: str
+    commit: str                      # "base" | "head": whose file it is
+    path: str                        # tests/<service or project>/<phase>, inside the cloud folder
+    project: str = ""
+    services: tuple[str, ...] = ()   # the services it serves
+
+    def environment(self) -> dict[str, str]:
+        return {"TIDEGATE_PROJECT": self.project or self.service,
+                "TIDEGATE_SERVICES": " ".join(self.services or (self.service,))}
+
+
+def units(order: list[str], projects: dict[str, str] | None = None) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(folder, project, services) in `order`: a project's folder before its first service
+    (when the project's name is not itself a service's), then each service's own."""
+    projects = projects or {}
+    members: dict[str, list[str]] = {}
+    for service in order:
+        members.setdefault(projects.get(service, ""), []).append(service)
+    out, seen = [], set()
+    for service in order:
+        project = projects.get(service, "")
+        if project and project not in seen and project not in order:
+            seen.add(project)
+            out.append((project, project, tuple(members[project])))
+        out.append((service, project, ()))        # () : the service itself
+    return out
+
+
+def select(base: dict, head: dict, prefix: str, phase: str, order: list[str],
+           projects: dict[str, str] | None = None) -> list[Hook]:
+    """The hooks of `phase` to run, in `order`: the base's always, the head's when new or
+    changed. `base`/`head`: path -> (content, mode) of the two commits' files; `projects`:
+    service -> project, for the hooks of a project (tests/<project>/)."""
+    chosen = []
+    for folder, project, services in units(order, projects):
+        rel = f"tests/{folder}/{phase}"
+        at_base, at_head = base.get(prefix + rel), head.get(prefix + rel)
+        if at_base is not None:
+            chosen.append(Hook(folder, phase, "base", rel, project, services))
+        if at_head is not None and at_head != at_base:
+            chosen.append(Hook(folder, phase, "head", rel, project, services))
+    return chosen
 
 
 def find(cloud_dir: Path, phase: str, order: list[str]) -> list[tuple[str, Path]]:

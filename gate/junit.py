@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from .run import Report
+from .report import Report
 
 
 def _clean(text: str) -> str:

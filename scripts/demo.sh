@@ -14,6 +14,8 @@ KIND=${DEMO_ENGINE:-podman}
 REPO=.tidegate/demo-repo
 STATE=.tidegate/demo-state
 export TIDEGATE_STATE_DIR=$STATE
+# the demo's age key (public on purpose, clouds/demo/keys/): decrypts clouds/demo/secrets/
+export TIDEGATE_AGE_KEY_FILE="$PWD/clouds/demo/keys/demo.agekey"
 KEYSTONE_PORT=15000
 PLACEMENT_PORT=18778
 
@@ -31,7 +33,7 @@ case "${1:-up}" in
     export "TIDEGATE_${KIND^^}_URL=$URL"
 
     echo "== images (built offline from Debian packages with mmdebstrap; cached by recipe hash)"
-    "$TG" images build --cloud demo --engine "$KIND" --url "$URL"
+    "$TG" images build --cloud demo --engine "$KIND=$URL"
 
     if [ ! -d "$REPO/.git" ]; then
       echo "== demo state repository: $REPO"
@@ -67,7 +69,7 @@ The demo cloud runs. Through HAProxy:
   Placement  http://127.0.0.1:$PLACEMENT_PORT/
 
 A token for the admin user:
-  curl -si http://127.0.0.1:$KEYSTONE_PORT/v3/auth/tokens -H 'Content-Type: application/json' -d '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"id": "default"}, "password": "demo-admin"}}}, "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}' | grep -i x-subject-token
+  curl -si http://127.0.0.1:$KEYSTONE_PORT/v3/auth/tokens -H 'Content-Type: application/json' -d '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"id": "default"}, "password": "$("$TG" secrets show keystone-admin --repo . --cloud demo --reveal)"}}}, "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}' | grep -i x-subject-token
 
 Upgrade placement 2025.1 → 2026.1 (one service; the others are not touched):
   git -C $REPO merge --ff-only upgrade-placement
@@ -80,7 +82,7 @@ Roll it back (like any change):
 
 Or let the controller follow the branch:  .venv/bin/tidegate run --repo $REPO --cloud demo
 Gate the upgrade before merging:          .venv/bin/tidegate gate --repo $REPO --cloud demo --base main --head upgrade-placement
-(export TIDEGATE_STATE_DIR=$STATE first when running these by hand.)
+(export TIDEGATE_STATE_DIR=$STATE TIDEGATE_AGE_KEY_FILE=$TIDEGATE_AGE_KEY_FILE first when running these by hand.)
 Take the demo down:  make demo-down   (data volumes too: make demo-down ARGS=--volumes)
 EOF
     ;;

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 declare -A NEED=(
   [podman]=podman [runc]=runc [aardvark-dns]=aardvark-dns [dockerd]=docker.io
   [mmdebstrap]=mmdebstrap [git]=git [curl]=curl [ip]=iproute2 [iptables]=iptables
-  [nsenter]=util-linux [ssh-keygen]=openssh-client [gpg]=gnupg
+  [nsenter]=util-linux [ssh]=openssh-client [ssh-keygen]=openssh-client [gpg]=gnupg [age]=age
+  [openssl]=openssl
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

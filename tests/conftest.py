@@ -142,3 +142,33 @@ def cleanup(engine):
         engine.remove_network(name)
     for name in items["volumes"]:
         engine.remove_volume(name)
+
+
+@pytest.fixture(scope="session")
+def test_hosts():
+    """test_hosts(n, kinds) -> tests.hosts.HostSet: n hosts that are separate machines to
+    tidegate (own rootfs, network namespace and address, sshd, engine), kinds cycled over
+    them (podman, docker, podman, …). One set per (n, kinds) per session, unless
+    fresh=True (a test that stops a host's engine or sshd); every set is stopped by its
+    recorded PIDs and names when the session ends. Host records carry the ssh URL,
+    address, known_hosts and key; HostSet.cloud_yaml() writes a cloud.yaml hosts: part."""
+    from tests.hosts import start_hosts
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw")
+    base = Path(f"/tmp/tgh-{worker}-{uuid.uuid4().hex[:6]}")
+    sets: dict = {}
+    started = []
+
+    def make(n: int = 2, kinds=KINDS, *, fresh: bool = False):
+        key = (n, tuple(kinds))
+        if fresh or key not in sets:
+            wanted = [kinds[i % len(kinds)] for i in range(n)]
+            hosts = start_hosts(wanted, base / f"set{len(started)}", log=lambda line: None)
+            started.append(hosts)
+            if not fresh:
+                sets[key] = hosts
+            return hosts
+        return sets[key]
+    yield make
+    for hosts in started:
+        hosts.stop()
+    remove_tree(base)

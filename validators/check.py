@@ -10,12 +10,13 @@ rules that judge it — its loosening takes effect for the changes after it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
-from . import compat, custom, semantic, transition  # noqa: F401  (rule registration)
+from . import compat, custom, secretrules, semantic, transition  # noqa: F401  (rule registration)
 from . import rules
 from .findings import Finding
 from .load import LoadedCloud
-from .transition import TransitionContext
+from .transition import Prior, TransitionContext, pairs
 
 STATE_LAYERS = ("semantic", "compat")
 
@@ -88,3 +89,33 @@ def check_transition(base: LoadedCloud, new: LoadedCloud, history: dict | None =
     findings = rules.run("transition", ctx, new.docs, governing)
     findings += _state_under_base_rules(base, new, governing)
     return sorted(set(findings))
+
+
+History = Callable[[list[str]], "dict[str, Prior]"]
+
+
+def judge(head: LoadedCloud, base: LoadedCloud | None, history: History | None = None) -> list[Finding]:
+    """THE judge of a change: the findings on `head` as a change from `base` (None: the
+    cloud is new, nothing to transition from). `history(services)` gives, for services
+    whose release goes down, their state before their last change (controller.source.
+    Source.prior_states). `tidegate check`, the controller, `tidegate rollback` and the gate
+    all call this, so one commit gets one verdict.
+
+    The transition rules run whenever both states load, whatever else is wrong with the
+    head (a head with a semantic error still gets its forbidden jump reported); a base
+    that does not load is an error, never a silently skipped transition."""
+    findings = check_state(head)
+    if base is None or head.cloud is None:
+        return findings
+    first = next((f for f in base.findings if f.severity == "error"), None)
+    if base.cloud is None or first is not None:     # a file of it that does not load is left out of it
+        findings.append(Finding(f"{head.folder}/cloud.yaml", None, None, "error", "transition.base-invalid",
+                                "the base state of this change does not load"
+                                + (f" ({first.file}: {first.message})" if first else "")
+                                + ", so the upgrade rules cannot judge the change",
+                                "judge it from the last valid commit (tidegate check --base REV), or fix the base first"))
+        return sorted(findings)
+    down = sorted({new.name for old, new in pairs(base.cloud, head.cloud, head.service_data)
+                   if new.release < old.release})
+    prior = history(down) if down and history is not None else {}
+    return sorted(set(findings) | set(check_transition(base, head, prior)))

@@ -5,6 +5,11 @@ the control plane sits on a SLURP release (skip-level upgrades leave agents ther
 they are upgraded in turn — OpenStack's SLURP contract). Lag is measured against the
 newest control service of the project (a control service mid-rollout already speaks the
 new release), leading against the oldest (an agent must not be newer than any of them).
+
+Where a project's upgrade guide orders its components (upgrade_order.yaml: Nova's
+conductor, then scheduler and api, then computes), `compat.upgrade-order` holds every
+component to it, in the guide's words; `compat.agent-leads-control` leaves the pairs that
+rule judges to it (one finding per problem).
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import operator
 import re
 from collections import defaultdict
 
+from . import order
 from .releases import Release, upgrade_allowed
 from .rules import Hit, rule
 
@@ -47,13 +53,43 @@ def agent_leads_control(ctx):
     for project, roles in _by_project(ctx.cloud).items():
         if not roles["control"]:
             continue
-        oldest = min(roles["control"], key=lambda s: s.release)
         for agent in roles["agent"]:
+            judged = [s for s in roles["control"] if not _ordered_pair(s, agent)]
+            if not judged:
+                continue
+            oldest = min(judged, key=lambda s: s.release)
             if agent.release > oldest.release:
                 yield Hit(agent.file, ("release",),
                           f"agent {agent.name} runs {agent.release}, newer than {project}'s control service "
                           f"{oldest.name} at {oldest.release}",
                           "upgrade the control services first (keystone, then APIs and conductors, then agents)")
+
+
+def _ordered_pair(earlier, later) -> bool:
+    """Whether compat.upgrade-order judges `later` against `earlier` (both components of a
+    known order, `earlier` at an earlier step)."""
+    a, b = order.step(earlier), order.step(later)
+    return a is not None and b is not None and a < b
+
+
+@rule("compat.upgrade-order", "compat", "error",
+      "inside a project with a documented upgrade order (Nova: conductor, then scheduler and api, then "
+      "computes), no component runs a newer release than one of an earlier step")
+def upgrade_order(ctx):
+    services = list(ctx.cloud.services.values())
+    for later in services:
+        earlier = [s for s in services if s.project == later.project and _ordered_pair(s, later)
+                   and later.release > s.release]
+        if not earlier:
+            continue
+        # one finding per service, against its oldest predecessor (the first to upgrade)
+        first = min(earlier, key=lambda s: (s.release, order.step(s), s.name))
+        known = order.of_project(later.project)
+        title = later.project.capitalize()
+        yield Hit(later.file, ("release",),
+                  f"{later.name} ({order.component(later)}) runs {later.release}, newer than {first.name} "
+                  f"({order.component(first)}) at {first.release}: {title} upgrades {known.said}",
+                  f"upgrade {first.name} first ({title}'s order: {known.said})")
 
 
 @rule("compat.agent-lag", "compat", "error",

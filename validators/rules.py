@@ -35,6 +35,7 @@ class Hit:
     hint: str = ""
     key: bool = False               # point at the key rather than the value
     severity: str | None = None     # overrides the rule's default for this hit
+    line: int | None = None         # in a file that is not YAML (a config file)
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,10 @@ DECLARED = [
     ("yaml.too-deep", "yaml", "error", "nesting is at most 64 levels"),
     ("schema.empty", "schema", "error", "the file is not empty"),
     ("schema.non-finite", "schema", "error", "numbers are finite (no .nan, .inf)"),
+    ("schema.nul-byte", "schema", "error", "no text value or key contains a NUL byte (\\0)"),
     ("schema.unknown-field", "schema", "error", "no field the schema does not define (with a 'did you mean')"),
     ("schema.required", "schema", "error", "required fields are present"),
-    ("schema.type", "schema", "error", "a value has the type the schema gives (string, integer, list…)"),
+    ("schema.type", "schema", "error", "a value has the type the schema gives (string, list…; an integer is written without a decimal point)"),
     ("schema.enum", "schema", "error", "a value is one of the allowed choices"),
     ("schema.pattern", "schema", "error", "a text value has the required form (e.g. release YYYY.N, port HOST:CONTAINER)"),
     ("schema.format", "schema", "error", "a value has the declared format (e.g. a valid regular expression)"),
@@ -85,6 +87,13 @@ DECLARED = [
     ("schema.oneOf", "schema", "error", "a value matches exactly one of the allowed forms"),
     ("semantic.stray-file", "semantic", "warning", "services/ holds only .yaml/.yml service files (others are ignored)"),
     ("semantic.duplicate-service", "semantic", "error", "a service is defined by one file (not both <name>.yaml and <name>.yml)"),
+    ("semantic.symlink", "semantic", "error", "no symbolic link in a cloud's folder (never followed)"),
+    ("semantic.submodule", "semantic", "error", "no git submodule in a cloud's folder (its files are not in the commit)"),
+    ("semantic.config-too-large", "semantic", "error", "a config file is at most 1 MiB, a cloud's config files 32 MiB in all"),
+    ("semantic.service-file-name", "semantic", "error", "a service file's name is a service name (lowercase letters, digits, '-')"),
+    ("semantic.secret-undecryptable", "semantic", "error",
+     "the controller (or the gate) can decrypt every secret the services use with its own key"),
+    ("transition.base-invalid", "transition", "error", "the base of a change loads, so the transition rules can judge it (never skipped)"),
     ("custom.<name>", "custom", "error", "a cloud's own rule from rules.yaml (severity as the rule says)"),
     ("custom.unknown-rule", "custom", "warning", "rules.yaml tunes only rules that exist and can be tuned"),
     ("custom.bad-rule", "custom", "error", "a rule in rules.yaml can be evaluated (valid requirement, regex that finishes in time)"),
@@ -108,7 +117,7 @@ def hits_to_findings(rule_id: str, severity: str, hits: Iterable[Hit],
     findings = []
     for hit in hits:
         doc = docs.get(hit.file)
-        line, col = doc.mark(hit.path, key=hit.key) if doc else (None, None)
+        line, col = doc.mark(hit.path, key=hit.key) if doc else (hit.line, None)
         findings.append(Finding(hit.file, line, col, hit.severity or severity, rule_id,
                                 hit.message, hit.hint))
     return findings
@@ -136,7 +145,7 @@ def severity_of(rule_id: str, overrides: dict) -> str:
 
 def catalogue() -> list[Rule]:
     """Every rule id a finding can carry, for `tidegate check --list-rules` and the docs."""
-    from . import compat, semantic, transition  # noqa: F401  (registration side effect)
+    from . import compat, secretrules, semantic, transition  # noqa: F401  (registration side effect)
     return sorted(REGISTRY.values(), key=lambda r: (CATALOGUE_LAYERS.index(r.layer), r.id))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from . import order
 from .model import Policy
 from .releases import steps, upgrade_allowed, upgrade_path_hint
 from .rules import REGISTRY, SEVERITY_RANK, Hit, rule, severity_of
@@ -29,7 +30,8 @@ class Prior:
     """A service's state before the change that produced its base state."""
     data: dict | None               # raw YAML of the service before that change (None: it did not exist)
     commit: str                     # the change (commit id) that moved it to its base state
-    contract_ran: bool = False      # the controller ran that upgrade's contract phase
+    contract_ran: bool = False      # a contract phase ran since (the service's own, or its project's)
+    contract_by: str = ""           # the service whose contract ran (another one of the same project)
 
 
 @dataclass
@@ -61,11 +63,33 @@ def image_tag(ref: str) -> str | None:
     return name.split(":", 1)[1] if ":" in name else None
 
 
-def _changed(ctx):
-    for name, new in ctx.new.services.items():
-        old = ctx.base.services.get(name)
+def pairs(base, new, new_data: dict | None = None) -> list[tuple[object, object]]:
+    """(base service, new service) pairs a change moves from one to the other: the same
+    name, or — for a service that is new by name — the base services it replaces: the one
+    its `renamed_from` names, else those of the same project that the change removes and
+    that mount one of its named volumes, else every removed service of its project. A
+    rename is judged as a transition, so renaming `keystone.yaml` while jumping releases
+    does not escape the upgrade-path and downgrade rules."""
+    new_data = new_data or {}
+    removed = [old for name, old in base.services.items() if name not in new.services]
+    found = []
+    for name, svc in new.services.items():
+        old = base.services.get(name)
         if old is not None:
-            yield old, new
+            found.append((old, svc))
+            continue
+        named = (new_data.get(name) or {}).get("renamed_from")
+        candidates = [o for o in removed if o.name == named]
+        if not candidates:
+            same_project = [o for o in removed if o.project == svc.project]
+            volumes = {v.name for v in svc.volumes}
+            candidates = [o for o in same_project if volumes & {v.name for v in o.volumes}] or same_project
+        found += [(o, svc) for o in candidates]
+    return found
+
+
+def _changed(ctx):
+    yield from pairs(ctx.base, ctx.new, ctx.new_data)
 
 
 @rule("transition.upgrade-path", "transition", "error",
@@ -86,16 +110,24 @@ def downgrade(ctx):
         if new.release >= old.release:
             continue
         prior = ctx.history.get(new.name)
-        what = f"{new.name}: {old.release} → {new.release} is a downgrade"
+        what = f"{new.name}: {old.release} → {new.release} is a downgrade" + (
+            f" (renamed from {old.name})" if old.name != new.name else "")
         if prior is None or prior.data is None or prior.data != ctx.new_data.get(new.name):
             yield Hit(new.file, ("release",),
                       f"{what} that does not restore the service's previous state",
                       "roll back with `git revert` of the upgrade commit (or `tidegate rollback`), "
                       "which restores the service file exactly")
-        elif prior.contract_ran:
+        elif (facts := order.of_project(new.project)) is not None and facts.no_downgrade:
             yield Hit(new.file, ("release",),
-                      f"{what} after the contract phase of {prior.commit[:12]} ran: the database no "
-                      f"longer has what {new.release} needs",
+                      f"{what}: {new.project} has no rollback once {old.release} ran — {facts.no_downgrade}",
+                      f"fix forward with a newer commit; a revert applies only while the controller's last "
+                      f"applied commit still runs {new.release} (the upgrade never ran: `tidegate status`)")
+        elif prior.contract_ran:
+            whose = (f" of {prior.contract_by} (project {new.project}: its services share a database)"
+                     if prior.contract_by and prior.contract_by != new.name else "")
+            yield Hit(new.file, ("release",),
+                      f"{what} after the contract phase{whose} ran (upgrade {prior.commit[:12]}): the database "
+                      f"no longer has what {new.release} needs",
                       "roll forward with a fix instead, or restore the database backup taken before contract")
 
 

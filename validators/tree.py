@@ -7,13 +7,16 @@ themselves, so `tidegate check` validates a commit without checking it out.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Protocol
 
 
 class Tree(Protocol):
     def kind(self, path: str) -> str | None:
-        """'file', 'dir' or None (missing)."""
+        """'file', 'dir', 'link' (a symbolic link, on the path or at its end), 'submodule'
+        or None (missing). Links and submodules are never followed: read, size and
+        listdir treat them as missing."""
 
     def size(self, path: str) -> int:
         """Size in bytes of a file (cheap: no read)."""
@@ -23,41 +26,62 @@ class Tree(Protocol):
     def listdir(self, path: str) -> list[str]:
         """Names in a directory, sorted; [] when it is missing."""
 
+    def link_target(self, path: str) -> str:
+        """Where a symbolic link points (for the message that refuses it); '' otherwise."""
+
 
 class DirTree:
-    """A directory on disk (`tidegate check --worktree`)."""
+    """A directory on disk (`tidegate check --worktree`). A path that passes through a
+    symbolic link is a 'link', wherever the link points: a commit cannot follow one
+    either, so the working tree must not judge differently."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
 
-    def _path(self, path: str) -> Path:
-        full = (self.root / path).resolve()
-        if full != self.root and self.root not in full.parents:
+    def _lookup(self, path: str) -> tuple[Path, str | None]:
+        full = self.root
+        mode = os.lstat(full).st_mode
+        for part in filter(None, path.strip("/").split("/")):
+            if part in (".", "..") or not stat.S_ISDIR(mode):
+                return full, None
+            full = full / part
+            try:
+                mode = os.lstat(full).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return full, None
+            if stat.S_ISLNK(mode):
+                return full, "link"
+        if stat.S_ISREG(mode):
+            return full, "file"
+        if stat.S_ISDIR(mode):
+            # a submodule's working tree holds a .git file (or folder) of its own
+            return full, ("submodule" if full != self.root and os.path.lexists(full / ".git") else "dir")
+        return full, None
+
+    def _path(self, path: str, want: str) -> Path:
+        full, kind = self._lookup(path)
+        if kind != want:
             raise FileNotFoundError(path)
         return full
 
     def kind(self, path: str) -> str | None:
-        try:
-            p = self._path(path)
-        except FileNotFoundError:
-            return None
-        if p.is_file():
-            return "file"
-        if p.is_dir():
-            return "dir"
-        return None
+        return self._lookup(path)[1]
 
     def size(self, path: str) -> int:
-        return self._path(path).stat().st_size
+        return self._path(path, "file").stat().st_size
 
     def read(self, path: str) -> bytes:
-        return self._path(path).read_bytes()
+        return self._path(path, "file").read_bytes()
 
     def listdir(self, path: str) -> list[str]:
         try:
-            return sorted(os.listdir(self._path(path)))
-        except (FileNotFoundError, NotADirectoryError):
+            return sorted(os.listdir(self._path(path, "dir")))
+        except FileNotFoundError:
             return []
+
+    def link_target(self, path: str) -> str:
+        full, kind = self._lookup(path)
+        return os.readlink(full) if kind == "link" else ""
 
 
 class MemoryTree:
@@ -85,3 +109,6 @@ class MemoryTree:
     def listdir(self, path: str) -> list[str]:
         prefix = path.strip("/") + "/" if path.strip("/") else ""
         return sorted({p[len(prefix):].split("/")[0] for p in self.files if p.startswith(prefix)})
+
+    def link_target(self, path: str) -> str:
+        return ""

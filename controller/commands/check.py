@@ -5,12 +5,9 @@ import json
 import sys
 
 from controller.errors import CommandError
-from controller.source import Source
-from validators.check import check_state, check_transition
-from validators.load import RepoError, list_clouds, load_cloud
+from controller.report import check
+from validators.load import RepoError
 from validators.rules import catalogue
-
-JSON_VERSION = 1
 
 
 def register(sub):
@@ -46,46 +43,6 @@ def run(args) -> int:
     else:
         _print_human(report)
     return 1 if report["summary"]["error"] else 0
-
-
-def check(repo: str, *, rev: str = "HEAD", base: str | None = None, cloud: str | None = None,
-          worktree: bool = False) -> dict:
-    """Validate and return the report (the --json document)."""
-    source = Source(repo)
-    if worktree:
-        tree, rev_id = source.worktree(), "worktree"
-    else:
-        commit = source.commit(rev)
-        tree, rev_id = source.tree(rev), str(commit.id)
-    base_tree = base_id = None
-    if base is not None:
-        base_commit = source.commit(base)
-        base_tree, base_id = source.tree(base), str(base_commit.id)
-
-    names = [cloud] if cloud is not None else list_clouds(tree)
-    if not names:
-        raise RepoError(f"{repo}: no clouds/<name>/cloud.yaml at {rev_id[:12]}")
-    findings = []
-    for name in names:
-        loaded = load_cloud(tree, name)
-        state = check_state(loaded)
-        found = list(state)
-        if base_tree is not None and not any(f.severity == "error" and f.rule.startswith(("yaml.", "schema."))
-                                             for f in state):
-            try:
-                base_loaded = load_cloud(base_tree, name)
-            except RepoError:
-                base_loaded = None          # a new cloud: nothing to transition from
-            if base_loaded is not None and base_loaded.cloud is not None and loaded.cloud is not None:
-                downgraded = [s for s, svc in loaded.cloud.services.items()
-                              if s in base_loaded.cloud.services
-                              and svc.release < base_loaded.cloud.services[s].release]
-                history = source.prior_states(name, base, downgraded) if downgraded else {}
-                found += check_transition(base_loaded, loaded, history)
-        findings += [dict(f.as_dict(), cloud=name) for f in sorted(found)]
-    summary = {sev: sum(1 for f in findings if f["severity"] == sev) for sev in ("error", "warning", "info")}
-    return {"version": JSON_VERSION, "rev": rev_id, "base": base_id, "clouds": names,
-            "summary": summary, "findings": findings}
 
 
 def _print_human(report: dict) -> None:

@@ -67,6 +67,9 @@ def run(args) -> int:
 
 
 def _report(args, data: dict) -> int:
+    if data.get("url"):
+        # what hosts without a url in cloud.yaml read first (controller.reconcile.default_engine_url)
+        data["env"] = {f"TIDEGATE_{data['kind'].upper()}_URL": data["url"], **(data.get("env") or {})}
     if args.json:
         print(json.dumps(data, indent=2))
         return 0

@@ -1,9 +1,11 @@
 """`tidegate images build|list`: build a cloud's images offline from its recipes."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
+from controller import engine_option
 from controller.errors import CommandError
 
 
@@ -21,8 +23,9 @@ def register(sub):
         a.add_argument("--repo", default=".", help="working tree holding clouds/ (default: current directory)")
         a.add_argument("--cloud", required=True)
         if action == "build":
-            a.add_argument("--engine", choices=("podman", "docker"), default="podman", help="engine kind")
-            a.add_argument("--url", help="engine URL (default: the local engine, see `tidegate engine up`)")
+            engine_option.add(a, default="podman", help="the engine to build on: podman or docker, optionally "
+                              "=URL (else $TIDEGATE_<KIND>_URL, else the engine `tidegate engine up` started)")
+            a.add_argument("--url", help=argparse.SUPPRESS)      # the older spelling of --engine KIND=URL
             a.add_argument("--force", action="store_true", help="rebuild even when the recipe hash matches")
         a.set_defaults(func=run)
 
@@ -30,7 +33,6 @@ def register(sub):
 def run(args) -> int:
     from controller import images
     from controller.engines import EngineError, connect
-    from controller.reconcile import default_engine_url
 
     folder = Path(args.repo) / "clouds" / args.cloud / "images"
     if not (Path(args.repo) / "clouds" / args.cloud / "cloud.yaml").is_file():
@@ -53,7 +55,11 @@ def run(args) -> int:
         order = images.build_order(folder, names)
     except images.BuildError as err:
         raise CommandError(str(err), 2) from None
-    engine = connect(args.engine, args.url or default_engine_url(args.engine), "local")
+    specs = list(args.engine)
+    if args.url:
+        specs.append(f"{engine_option.parse(specs[-1])[0] if specs else args.engine_default}={args.url}")
+    kind, url = engine_option.one(specs, args.engine_default)
+    engine = connect(kind, url, "local")
     failed: list[str] = []
     for recipe in order:
         print(f"== {recipe.name} → {recipe.image}", flush=True)

@@ -40,11 +40,12 @@ def register(sub):
 def run(args) -> int:
     from controller import rollback as rb
     from controller.source import Source
-    from controller.status import Status
+    from controller.status import Status, StatusUnreadable
 
-    status = None
-    if Status.path(args.state_dir, args.cloud).exists():
+    try:
         status = Status.load(args.state_dir, args.cloud)
+    except StatusUnreadable as err:
+        raise CommandError(str(err), 2) from None
     try:
         source = Source(args.repo)
         plan = rb.prepare(source, args.cloud, args.service, args.branch, status=status)

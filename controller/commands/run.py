@@ -8,10 +8,11 @@ import signal
 import sys
 import threading
 
+from controller import engine_option
 from controller.errors import CommandError
 from validators.load import RepoError
 
-from .converge import DEFAULT_STATE, lock, signing_options, urls, verifier
+from .converge import DEFAULT_STATE, identities, lease, lease_option, lock, signing_options, urls, verifier
 
 
 def register(sub):
@@ -27,8 +28,7 @@ def register(sub):
     p.add_argument("--branch", default="main", help="branch to follow (default main)")
     p.add_argument("--cloud", required=True, help="cloud name (clouds/<name>/)")
     p.add_argument("--state-dir", default=DEFAULT_STATE, help=f"controller state (default {DEFAULT_STATE}, or $TIDEGATE_STATE_DIR)")
-    p.add_argument("--engine-url", action="append", default=[], metavar="KIND=URL",
-                   help="engine for hosts without a url, e.g. podman=unix:///run/podman/podman.sock")
+    engine_option.add(p)
     p.add_argument("--poll", type=_seconds, default=30.0, metavar="SECONDS",
                    help="fetch interval for a remote URL; for a local repository, a safety re-read of the branch "
                         "besides the file watch (default 30)")
@@ -39,7 +39,13 @@ def register(sub):
     p.add_argument("--metrics-address", default="", metavar="ADDRESS",
                    help="address the metrics endpoint binds (default: all interfaces)")
     signing_options(p)
+    p.add_argument("--assume-base", metavar="REV",
+                   help="judge changes from REV: only when the last applied commit is unknown (status lost, "
+                        "commit force-pushed away) and cannot be rebuilt from what runs")
+    p.add_argument("--age-key", metavar="FILE",
+                   help="the controller's age key, to decrypt the cloud's secrets (default $TIDEGATE_AGE_KEY_FILE)")
     p.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    lease_option(p)
     p.set_defaults(func=run)
 
 
@@ -58,9 +64,9 @@ def run(args) -> int:
     # imported here: `tidegate check` must not pay for (or depend on) the engine stack
     from controller.reconcile import Controller
     from controller.service import Service, open_branch
-    from controller.status import Status
+    from controller.status import Status, StatusUnreadable
 
-    engine_urls = urls(args.engine_url)
+    engine_urls = urls(args.engine)
     if args.poll <= 0:
         raise CommandError("--poll must be more than 0 seconds", 2)
     if not 0 <= args.metrics_port <= 65535:
@@ -72,7 +78,7 @@ def run(args) -> int:
                         else "%(asctime)s %(levelname)s %(message)s")
 
     held = lock(args)
-    metrics = None
+    metrics = leased = None
     try:
         log = logging.getLogger("tidegate.run")
         try:
@@ -92,10 +98,23 @@ def run(args) -> int:
             raise CommandError(f"{args.repo}: no clouds/{args.cloud}/cloud.yaml on {args.branch} at {tip[:12]}", 2)
 
         controller = Controller(branch.source, args.cloud, state_dir=args.state_dir, engine_urls=engine_urls,
-                                progress=_progress, verify_commit=verify_commit)
-        state = Status.load(args.state_dir, args.cloud)
+                                progress=_progress, verify_commit=verify_commit, assume_base=args.assume_base,
+                                identities=identities(args))
+        try:
+            state = Status.load(args.state_dir, args.cloud)
+        except StatusUnreadable as err:
+            raise CommandError(str(err), 2) from None
         service = Service(controller, branch, cloud=args.cloud, poll=args.poll,
                           drift_interval=args.drift_interval, current=state.last_attempted_revision)
+
+        lost_to = []
+
+        def lost(message):
+            log.error("%s; stopping after the current step", message)
+            lost_to.append(message)
+            service.stop()
+        # the cloud's hosts at the tip (renewed while the service runs; see controller/lease.py)
+        leased = lease(args, controller, [tip, state.last_applied_revision], lost)
         if args.metrics_port:
             from controller.metrics import MetricsServer
             try:
@@ -108,10 +127,12 @@ def run(args) -> int:
                  f", metrics on :{metrics.port}/metrics" if metrics else "",
                  ", signed commits only" if verify_commit else "", os.getpid())
         service.run()
-        return 0
+        return 2 if lost_to else 0               # another controller has the cloud: not restarted
     finally:
         if metrics is not None:
             metrics.stop()
+        if leased is not None:
+            leased.release()
         held.release()
 
 
@@ -135,6 +156,6 @@ def _on_signals(service) -> None:
 def _progress(event: str, step, detail: str) -> None:
     if event == "start":
         return
-    level = logging.WARNING if event == "failed" else logging.INFO
+    level = logging.WARNING if event in ("failed", "warning") else logging.INFO
     logging.getLogger("tidegate.run").log(level, "  %s %s %s%s", event, step.service, step.describe(),
                                           f": {detail}" if detail else "")

@@ -7,7 +7,7 @@ from validators.schema import KINDS, schema
 
 
 def register(sub):
-    p = sub.add_parser("schema", help="print the JSON Schema of cloud.yaml, services/*.yaml or rules.yaml",
+    p = sub.add_parser("schema", help="print the JSON Schema of cloud.yaml, services/*.yaml, rules.yaml, tests/gate.yaml or images/*.yaml",
                        description="Print a JSON Schema (Draft 2020-12). Point your editor's YAML "
                                    "language server at it for completion and inline errors.")
     p.add_argument("kind", nargs="?", choices=KINDS, default="service",

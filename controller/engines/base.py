@@ -53,10 +53,12 @@ class PortMapping:
 
 @dataclass(frozen=True)
 class VolumeMount:
-    """A named volume mounted at `target`. Named volumes outlive every container."""
+    """A named volume mounted at `target`. Named volumes outlive every container.
+    `labels` go on the volume when `create` makes it (an existing volume keeps its own)."""
     name: str
     target: str
     read_only: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,18 +70,34 @@ class BindMount:
 
 
 @dataclass(frozen=True)
+class FileCopy:
+    """A file put into the container through the engine's API after `create`, before
+    `start`: config files, and files that hold secrets. Nothing of it lives on the
+    controller's or the host's disk outside the container, so a remote host needs no path
+    of the controller's machine. `owner` is a user of the image (name or uid, optionally
+    :group or :gid), resolved in the container's own /etc/passwd; None: the user the
+    container runs as (root when it names none). The content never appears in a repr."""
+    target: str                      # absolute path inside the container
+    content: bytes = field(repr=False)
+    mode: int = 0o644
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """Everything needed to create one container, engine-neutral."""
     name: str
     image: str
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
-    environment: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)   # may hold secret values
     ports: Sequence[PortMapping] = ()
     volumes: Sequence[VolumeMount] = ()
     mounts: Sequence[BindMount] = ()
+    files: Sequence[FileCopy] = ()   # put in by `create`, before the container first starts
     network: str | None = None
     aliases: Sequence[str] = ()      # DNS names on `network` (the service name, for LB)
+    extra_hosts: Sequence[tuple[str, str]] = ()   # /etc/hosts lines (name, address); a name may repeat
     labels: Mapping[str, str] = field(default_factory=dict)
     stop_signal: str = "SIGTERM"
     stop_grace: float = 10.0         # seconds between stop_signal and SIGKILL
@@ -100,10 +118,12 @@ class ContainerInfo:
     state: str                       # created | running | exited | paused | ...
     exit_code: int | None = None
     started_at: str | None = None
+    restart_count: int = 0           # restarts by the engine's restart policy
     # network name -> (ip address, aliases on that network)
     networks: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     # "5000/tcp" -> host port
     ports: Mapping[str, int] = field(default_factory=dict)
+    volumes: tuple[str, ...] = ()    # the named volumes it mounts
 
     @property
     def running(self) -> bool:
@@ -142,9 +162,16 @@ class Engine(abc.ABC):
 
     kind: str = ""                   # "podman" | "docker"
 
-    def __init__(self, host: str, url: str):
+    def __init__(self, host: str, url: str, access=None):
         self.host = host             # the host's name in cloud.yaml
         self.url = url
+        self.access = access         # remote.Access: known_hosts, ssh key, TLS files (None: defaults)
+
+    @property
+    def remote(self) -> bool:
+        """Reached over the network (ssh://, tcp://): its containers' addresses are the
+        host's own business, not reachable from this machine."""
+        return not self.url.startswith("unix://")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} host={self.host} url={self.url}>"
@@ -171,7 +198,8 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def create(self, spec: ContainerSpec) -> ContainerInfo:
-        """Create (not start) a container; ensures its network and named volumes."""
+        """Create (not start) a container; ensures its network and named volumes, and
+        puts `spec.files` in (a container whose files could not be put is removed)."""
 
     @abc.abstractmethod
     def start(self, name_or_id: str) -> None: ...
@@ -240,6 +268,14 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def connect(self, name_or_id: str, network: str, aliases: Sequence[str] = ()) -> None: ...
 
+    def rejoin(self, name_or_id: str, network: str, aliases: Sequence[str]) -> None:
+        """Leave `network` and join it again with `aliases` (neither engine adds an alias
+        to a container already on a network), as the same host where the engine lets us
+        ask: same address (connections the container opened stay valid) and same MAC
+        (a peer's ARP entry stays right). The caller checks the address it got."""
+        self.disconnect(name_or_id, network)
+        self.connect(name_or_id, network, aliases)
+
     @abc.abstractmethod
     def disconnect(self, name_or_id: str, network: str) -> None:
         """Take the container off `network` (drain: the balancer stops resolving it)."""
@@ -249,7 +285,12 @@ class Engine(abc.ABC):
     def ensure_volume(self, name: str, labels: Mapping[str, str] | None = None) -> None: ...
 
     @abc.abstractmethod
-    def list_volumes(self, labels: Mapping[str, str]) -> list[str]: ...
+    def list_volumes(self, labels: Mapping[str, str]) -> list[str]:
+        """Names of the volumes carrying every given label (value "" matches any value)."""
+
+    @abc.abstractmethod
+    def volume_labels(self, name: str) -> Mapping[str, str] | None:
+        """The volume's labels ({} when it has none), or None when it does not exist."""
 
     @abc.abstractmethod
     def remove_volume(self, name: str) -> None:

@@ -20,6 +20,8 @@ import weakref
 import requests
 import urllib3.exceptions
 
+from . import remote
+
 API_TIMEOUT = 60.0          # seconds for one ordinary API call
 STOP_MARGIN = 30.0          # HTTP time a stop may take beyond its grace period
 CONNECT_TIMEOUT = 10.0      # seconds to reach the engine's socket or port
@@ -141,6 +143,17 @@ def normal_state(state: str) -> str:
     return {"configured": "created", "stopped": "exited"}.get(state, state)
 
 
+def has_labels(actual, wanted) -> bool:
+    """`actual` carries every label in `wanted` ("" value: any value), compared exactly."""
+    actual = actual or {}
+    return all(k in actual and (v == "" or actual[k] == v) for k, v in wanted.items())
+
+
+def named_volumes(mounts) -> tuple[str, ...]:
+    """The named volumes in an inspect answer's `Mounts` (docker's and libpod's format)."""
+    return tuple(sorted({m["Name"] for m in mounts or () if m.get("Type") == "volume" and m.get("Name")}))
+
+
 def started(value) -> str | None:
     """An engine's StartedAt, or None for a container that never started."""
     if not value or str(value).startswith("0001-01-01"):
@@ -155,15 +168,17 @@ class SSHTunnel:
     Why not the libraries' own ssh support: podman-py starts one ssh process per HTTP
     connection and waits up to 300 s for a socket that a failed ssh (unknown host,
     refused key) never creates; docker-py needs paramiko even for its shell-out mode.
-    Here ssh runs in batch mode (never prompts) with a connect timeout, and its own
-    error ends up in the EngineUnreachable message.
+    Here ssh runs in batch mode (never prompts) with a connect timeout, checks the host
+    key strictly (engines/remote.py: never accept-new), and its own error ends up in the
+    EngineUnreachable message.
     """
 
-    def __init__(self, url: str, default_socket: str, local_dir: str | None = None):
+    def __init__(self, url: str, default_socket: str, local_dir: str | None = None, access=None):
         u = urllib.parse.urlparse(url)
         if u.scheme != "ssh" or not u.hostname:
             raise ValueError(f"not an ssh:// URL: {url}")
         self.url = url
+        self.access = access                            # remote.Access: known_hosts, identity
         self.destination = f"ssh://{u.netloc}"          # user@host[:port]
         self.remote_socket = u.path if u.path not in ("", "/") else default_socket
         self._dir = local_dir or tempfile.mkdtemp(prefix="tidegate-ssh-")
@@ -188,8 +203,12 @@ class SSHTunnel:
                 os.unlink(self.local_socket)
             except FileNotFoundError:
                 pass
-            argv = ["ssh", "-N", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT)}",
-                    "-o", "ExitOnForwardFailure=yes", "-o", "StrictHostKeyChecking=accept-new",
+            try:
+                checks = remote.ssh_options(self.access)
+            except remote.AccessRefused as err:
+                raise ConnectionError(str(err)) from None
+            argv = ["ssh", "-N", *checks, "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT)}",
+                    "-o", "ExitOnForwardFailure=yes",
                     "-o", "ServerAliveInterval=15", "-o", "StreamLocalBindUnlink=yes",
                     "-L", f"{self.local_socket}:{self.remote_socket}", self.destination]
             log = f"{self._dir}/ssh.log"        # a file, not a pipe: a long-lived ssh never blocks on it
@@ -204,9 +223,8 @@ class SSHTunnel:
                 if self._proc.poll() is not None:
                     self._stop()
                     with open(log, "rb") as f:
-                        words = [line for line in f.read().decode(errors="replace").splitlines()
-                                 if not line.startswith("Warning: Permanently added")]
-                    raise ConnectionError(one_line(" ".join(words), 200) or "ssh exited")
+                        text = f.read().decode(errors="replace")
+                    raise ConnectionError(remote.ssh_failure(text, self.destination, self.access))
                 if time.monotonic() > deadline:
                     self._stop()
                     raise ConnectionError(f"ssh tunnel to {self.destination} not up after "
@@ -235,3 +253,19 @@ def _end_tunnel(procs: list, directory: str | None) -> None:
                 proc.wait()
     if directory is not None:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """A process of this machine with that pid exists (a zombie counts as dead): for the
+    records of the engines `tidegate engine up` started, and for the lease's holders."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False

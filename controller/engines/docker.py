@@ -10,6 +10,10 @@ Quirks handled here:
   API's networking_config (the high-level create takes no aliases).
 - docker-py's ssh:// support needs paramiko even to shell out to ssh: tidegate forwards
   the remote socket with its own ssh tunnel instead (engines/common.py).
+- tcp:// is spoken only over TLS with a client certificate (docker-py's TLSConfig,
+  verify=True against the host's CA); plain tcp only for a host marked insecure
+  (engines/remote.py decides). The session ignores the environment: requests would
+  let $REQUESTS_CA_BUNDLE override the host's CA (psf/requests #3829).
 - `docker stop -t` is the grace; docker-py stretches the HTTP timeout by it.
 - `exec_run` has no timeout: coreutils `timeout` in the container bounds the command.
 - list(sparse=False) inspects every container; ignore_removed skips one removed meanwhile.
@@ -22,10 +26,12 @@ import time
 from typing import Sequence
 
 import docker
+import docker.constants
 import docker.errors
+import docker.tls
 import docker.types
 
-from . import common
+from . import common, files, remote
 from .base import ContainerInfo, ContainerSpec, Engine, EngineError, EngineUnreachable, ExecResult, ImageInfo
 
 
@@ -36,12 +42,13 @@ def _label_filters(labels) -> list[str]:
 class DockerEngine(Engine):
     kind = "docker"
 
-    def __init__(self, host: str, url: str):
-        super().__init__(host, url)
+    def __init__(self, host: str, url: str, access=None):
+        super().__init__(host, url, access)
         self._client: docker.DockerClient | None = None
         self._tunnel: common.SSHTunnel | None = None
         self._lock = threading.Lock()
         self._network_lock = threading.Lock()
+        self._addresses = threading.Lock()          # start and rejoin: see rejoin
 
     # -- plumbing -----------------------------------------------------------------
     @property
@@ -49,11 +56,29 @@ class DockerEngine(Engine):
         """One API client per engine, created on the first call (inside its operation)."""
         with self._lock:
             if self._client is None:
-                url = self.url
-                if url.startswith("ssh://"):
-                    self._tunnel = self._tunnel or common.SSHTunnel(url, "/var/run/docker.sock")
+                url, tls = self.url, None
+                try:
+                    how = remote.transport(self.kind, url, self.access)
+                except remote.AccessRefused as err:
+                    raise self.error("connect", str(err)) from None
+                if how == "ssh":
+                    self._tunnel = self._tunnel or common.SSHTunnel(url, "/var/run/docker.sock", access=self.access)
                     url = self._tunnel.local_url()
-                self._client = docker.DockerClient(base_url=url, version="auto", timeout=int(common.API_TIMEOUT))
+                elif how == "tls":
+                    ca, cert, key = self.access.tls
+                    tls = docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
+                if tls is None:
+                    client = docker.DockerClient(base_url=url, version="auto", timeout=int(common.API_TIMEOUT))
+                else:
+                    # requests lets $REQUESTS_CA_BUNDLE/$CURL_CA_BUNDLE replace the session's CA
+                    # (psf/requests #3829): the host's CA would never be used. The session ignores
+                    # the environment (no proxies either), and only then negotiates the version
+                    # ("auto" would ask the engine inside the constructor, before that).
+                    client = docker.DockerClient(base_url=url, version=docker.constants.MINIMUM_DOCKER_API_VERSION,
+                                                 timeout=int(common.API_TIMEOUT), tls=tls)
+                    client.api.trust_env = False
+                    client.api._version = client.api._retrieve_server_version()
+                self._client = client
             return self._client
 
     @property
@@ -126,7 +151,7 @@ class DockerEngine(Engine):
         if spec.network:
             self.ensure_network(spec.network)
         for v in spec.volumes:
-            self.ensure_volume(v.name)
+            self.ensure_volume(v.name, v.labels)
 
         def go():
             api = self.api
@@ -143,7 +168,8 @@ class DockerEngine(Engine):
             host_config = api.create_host_config(
                 mounts=mounts, port_bindings=bindings or None, restart_policy=restart,
                 ulimits=[docker.types.Ulimit(name=n, soft=s, hard=h) for n, (s, h) in spec.ulimits.items()] or None,
-                network_mode=spec.network or None)
+                network_mode=spec.network or None,
+                extra_hosts=[f"{name}:{address}" for name, address in spec.extra_hosts] or None)
             networking = None
             if spec.network:
                 networking = api.create_networking_config(
@@ -157,14 +183,38 @@ class DockerEngine(Engine):
                 stop_signal=spec.stop_signal, stop_timeout=common.grace_seconds(spec.stop_grace),
                 host_config=host_config, networking_config=networking)
         created = self._call(f"create {spec.name}", go)
+        if spec.files:
+            self._put_files(created["Id"], spec)
         info = self.inspect(created["Id"])
         if info is None:
             raise self.error(f"create {spec.name}", "created, then gone before it could be inspected")
         return info
 
+    def _put_files(self, cid: str, spec: ContainerSpec) -> None:
+        """Config and secret files into the created container, before it starts, with
+        the owners the archive names (engines/files.py); a container that did not get
+        them is removed (a later create makes it again)."""
+        def read(path):
+            try:
+                chunks, _ = self.api.get_archive(cid, path)
+            except docker.errors.NotFound:
+                return None
+            return files.first_member(b"".join(chunks))
+        op = f"create {spec.name}"
+        try:
+            data = self._call(op, lambda: files.archive(spec.files, read, spec.user))
+            self._call(op, lambda: self.api.put_archive(cid, "/", data))
+        except files.OwnerError as err:
+            self.remove(cid)
+            raise self.error(op, f"file owner: {err}") from None
+        except EngineError:
+            self.remove(cid)
+            raise
+
     def start(self, name_or_id):
         # 304 (already running) is not an error for docker-py
-        self._call(f"start {name_or_id}", lambda: self.api.start(name_or_id))
+        with self._addresses:
+            self._call(f"start {name_or_id}", lambda: self.api.start(name_or_id))
 
     def stop(self, name_or_id, grace=None):
         op = f"stop {name_or_id}"
@@ -276,6 +326,17 @@ class DockerEngine(Engine):
             filters={"label": _label_filters(labels)} if labels else None))
         return [n.name for n in nets]
 
+    def rejoin(self, name_or_id, network, aliases):
+        # Docker takes an address only on networks created with a subnet ("user specified
+        # IP address is supported only when connecting to networks with user configured
+        # subnets"). It hands the freed address out again when nothing took it meanwhile
+        # (and derives the MAC from it, 20.10): no start of this engine object (where a
+        # container gets its address) runs between the two calls. Measured without that:
+        # two services of one wave on one host, one successor came back with the other's
+        # new address.
+        with self._addresses:
+            super().rejoin(name_or_id, network, aliases)
+
     def connect(self, name_or_id, network, aliases=()):
         self._call(f"connect {name_or_id} to {network}",
                    lambda: self.api.connect_container_to_network(name_or_id, network, aliases=list(aliases) or None))
@@ -298,6 +359,10 @@ class DockerEngine(Engine):
         vols = self._call("list volumes", lambda: self.api.volumes(
             filters={"label": _label_filters(labels)} if labels else None))
         return [v["Name"] for v in (vols or {}).get("Volumes") or []]
+
+    def volume_labels(self, name):
+        a = self._call(f"inspect volume {name}", lambda: self.api.inspect_volume(name), missing_ok=True)
+        return None if a is None else dict(a.get("Labels") or {})
 
     def remove_volume(self, name):
         self._call(f"remove volume {name}", lambda: self.api.remove_volume(name), missing_ok=True)
@@ -379,7 +444,9 @@ def _info(a: dict) -> ContainerInfo:
     return ContainerInfo(id=a["Id"], name=(a.get("Name") or "").lstrip("/"), image=config.get("Image", ""),
                          image_id=a.get("Image", ""), labels=config.get("Labels") or {},
                          state=common.normal_state(state.get("Status")), exit_code=state.get("ExitCode"),
-                         started_at=common.started(state.get("StartedAt")), networks=nets, ports=ports)
+                         started_at=common.started(state.get("StartedAt")),
+                         restart_count=int(a.get("RestartCount") or 0), networks=nets, ports=ports,
+                         volumes=common.named_volumes(a.get("Mounts")))
 
 
 def _looks_temporary(text: str) -> bool:

@@ -33,6 +33,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .common import pid_alive
+
 POOL_DIR = Path(os.environ.get("TIDEGATE_NETPOOL", "/tmp/tidegate-netpool"))
 POOL_SIZE = 150                  # 10.100.0.0/16 … 10.249.0.0/16
 SYSTEM_SOCKETS = {"podman": "/run/podman/podman.sock", "docker": "/var/run/docker.sock"}
@@ -56,6 +58,7 @@ class LocalEngine:
     started_at: float
     start_seconds: float = 0.0
     replaced: str = ""           # why the record found in `dir` was stale, when this start replaced one
+    identity: str = ""           # boot id and start tick of `pid` (process_identity): immune to clock jumps
 
     @property
     def containers_conf(self) -> str | None:
@@ -70,10 +73,13 @@ class LocalEngine:
 
 # -- the subnet pool -------------------------------------------------------------
 
-def _lease(owner: str) -> int:
-    POOL_DIR.mkdir(parents=True, exist_ok=True)
-    for i in range(POOL_SIZE):
-        path = POOL_DIR / str(i)
+def lease_slot(pool: Path, size: int, owner: str) -> int:
+    """The first free slot (0..size-1) of a file-based pool: a file per slot, created
+    exclusively, naming its owner process. A slot whose process is gone (or is another
+    process by now: process_identity) is taken over after 30 s. Raises LocalEngineError."""
+    pool.mkdir(parents=True, exist_ok=True)
+    for i in range(size):
+        path = pool / str(i)
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -83,14 +89,21 @@ def _lease(owner: str) -> int:
             except (OSError, ValueError):
                 continue
             pid, at = data.get("pid"), data.get("at", 0)
-            if pid and (not _alive(pid) or _started_after(pid, at)) and time.time() - at > 30:
+            if pid and (not pid_alive(pid) or _not_the_process(pid, data.get("identity", ""), at)) \
+                    and time.time() - at > 30:
                 path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as f:
-            json.dump({"owner": owner, "pid": os.getpid(), "at": time.time()}, f)
-        _clear_stale_bridges(i)
+            json.dump({"owner": owner, "pid": os.getpid(), "at": time.time(),
+                       "identity": process_identity(os.getpid())}, f)
         return i
-    raise LocalEngineError(f"no free subnet in {POOL_DIR} ({POOL_SIZE} engines running?)")
+    raise LocalEngineError(f"no free slot in {pool} ({size} in use?)")
+
+
+def _lease(owner: str) -> int:
+    index = lease_slot(POOL_DIR, POOL_SIZE, owner)
+    _clear_stale_bridges(index)
+    return index
 
 
 def _clear_stale_bridges(index: int) -> None:
@@ -105,7 +118,8 @@ def _clear_stale_bridges(index: int) -> None:
 
 
 def _claim(index: int, pid: int, owner: str) -> None:
-    (POOL_DIR / str(index)).write_text(json.dumps({"owner": owner, "pid": pid, "at": time.time()}))
+    (POOL_DIR / str(index)).write_text(json.dumps({"owner": owner, "pid": pid, "at": time.time(),
+                                                   "identity": process_identity(pid)}))
 
 
 def _release(index: int) -> None:
@@ -123,20 +137,6 @@ def _release_if_ours(record: "LocalEngine") -> bool:
         path.unlink(missing_ok=True)
         return True
     return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:   # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def _argv(pid: int) -> list[str]:
@@ -160,6 +160,28 @@ def _process_start(pid: int) -> float | None:
     return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
+def process_identity(pid: int) -> str:
+    """`<boot id>:<start tick>` of `pid`: the same process gives the same text for as long as
+    it runs, whatever the wall clock does; a reused PID or a reboot gives another. "" when
+    /proc cannot tell."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+    return f"{boot}:{ticks}"
+
+
+def _not_the_process(pid: int, identity: str, when: float) -> bool:
+    """Is `pid` another process than the one recorded (with `identity`, at `when`)? Records
+    that carry an identity compare it exactly: a wall clock that jumped after boot (measured
+    here: 15 s) made a live engine look started after its own record, and it was replaced
+    while it ran. Older records fall back to the start time."""
+    if identity:
+        return process_identity(pid) != identity
+    return _started_after(pid, when)
+
+
 def _started_after(pid: int, when: float) -> bool:
     """Did `pid` start after `when`? Then it is not the process recorded at `when`."""
     start = _process_start(pid)
@@ -170,15 +192,15 @@ def stale_reason(record: "LocalEngine") -> str | None:
     """Why `record` no longer describes a running engine, or None when its PID is still
     that engine: the instance's engine program, serving the instance's socket, started
     before the record was written. A live PID alone proves nothing (reboot, PID reuse)."""
-    if not _alive(record.pid):
+    if not pid_alive(record.pid):
         return f"pid {record.pid} is not running"
     argv = _argv(record.pid)
     program = PROGRAMS.get(record.kind, record.kind)
     if not argv or os.path.basename(argv[0]) != program or record.url not in argv:
         what = " ".join(argv)[:80] or "unreadable"
         return f"pid {record.pid} is now `{what}`, not {program} on {record.url}"
-    if _started_after(record.pid, record.started_at):
-        return f"pid {record.pid} started after the record was written (the PID was reused)"
+    if _not_the_process(record.pid, record.identity, record.started_at):
+        return f"pid {record.pid} is another process than the recorded one (the PID was reused, or a reboot)"
     return None
 
 
@@ -324,7 +346,7 @@ def start_engine(kind: str, directory: str | os.PathLike) -> LocalEngine:
             raise LocalEngineError(f"{kind} did not answer on {sock} within {START_TIMEOUT:.0f}s")
         time.sleep(0.05)
     record = LocalEngine(kind, str(d), f"unix://{sock}", proc.pid, index, time.time(), time.monotonic() - t0,
-                         replaced)
+                         replaced, process_identity(proc.pid))
     (d / "engine.json").write_text(json.dumps(asdict(record), indent=2))
     return record
 
@@ -351,7 +373,7 @@ def _kill(pid: int, timeout: float = 20.0) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             break
         time.sleep(0.05)
     else:
@@ -400,7 +422,7 @@ def stop_engine(record: LocalEngine, *, purge: bool = False) -> str | None:
     if stale is not None:
         forget(record)
         return stale
-    if record.kind == "podman" and _alive(record.pid):
+    if record.kind == "podman" and pid_alive(record.pid):
         # Containers would live on under conmon after the API service stops, their network
         # namespaces mounted in this instance's private mount namespace only: a restarted
         # instance could not use them. Stop them (kept, restartable) as dockerd does on
@@ -410,7 +432,7 @@ def stop_engine(record: LocalEngine, *, purge: bool = False) -> str | None:
         what = ["rm", "-a", "-f", "-t", "0"] if purge else ["stop", "-a", "-t", "10"]
         subprocess.run(["nsenter", f"--mount=/proc/{record.pid}/ns/mnt"] + podman_args(Path(record.dir)) + what,
                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-    if purge and record.kind == "docker" and _alive(record.pid):
+    if purge and record.kind == "docker" and pid_alive(record.pid):
         host = ["docker", "-H", record.url]
         ids = subprocess.run(host + ["ps", "-aq"], capture_output=True, text=True, timeout=60).stdout.split()
         if ids:

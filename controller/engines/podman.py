@@ -39,8 +39,15 @@ import podman
 import podman.api
 import podman.errors
 
-from . import common
+from . import common, files, remote
 from .base import ContainerInfo, ContainerSpec, Engine, EngineError, EngineUnreachable, ExecResult, ImageInfo
+
+
+class _Lines(tuple):
+    """/etc/hosts lines for podman-py, which reads `extra_hosts` with `.items()`: a dict
+    cannot hold one name twice, and a service on three hosts has three lines."""
+    def items(self):
+        return iter(self)
 
 
 def _filters(labels: Mapping[str, str]) -> str | None:
@@ -71,11 +78,12 @@ def bridge_name(url: str, network: str) -> str:
 class PodmanEngine(Engine):
     kind = "podman"
 
-    def __init__(self, host: str, url: str):
-        super().__init__(host, url)
+    def __init__(self, host: str, url: str, access=None):
+        super().__init__(host, url, access)
         self._client: podman.PodmanClient | None = None
         self._tunnel: common.SSHTunnel | None = None
         self._lock = threading.Lock()
+        self._addresses = threading.Lock()          # start and rejoin: see rejoin
 
     # -- plumbing -----------------------------------------------------------------
     @property
@@ -84,9 +92,13 @@ class PodmanEngine(Engine):
         with self._lock:
             if self._client is None:
                 url = self.url
-                if url.startswith("ssh://"):
+                try:
+                    how = remote.transport(self.kind, url, self.access)
+                except remote.AccessRefused as err:
+                    raise self.error("connect", str(err)) from None
+                if how == "ssh":
                     # our own tunnel: podman-py's ssh transport waits 300 s on a failed ssh
-                    self._tunnel = self._tunnel or common.SSHTunnel(url, "/run/podman/podman.sock")
+                    self._tunnel = self._tunnel or common.SSHTunnel(url, "/run/podman/podman.sock", access=self.access)
                     url = self._tunnel.local_url()
                 self._client = podman.PodmanClient(base_url=url, timeout=common.API_TIMEOUT)
             return self._client
@@ -182,7 +194,7 @@ class PodmanEngine(Engine):
         if spec.network:
             self.ensure_network(spec.network)
         for v in spec.volumes:
-            self.ensure_volume(v.name)
+            self.ensure_volume(v.name, v.labels)
         ports: dict[str, list] = {}
         for p in spec.ports:
             ports.setdefault(f"{p.container}/{p.protocol}", []).append(
@@ -199,6 +211,8 @@ class PodmanEngine(Engine):
                     for m in spec.mounts],
             ports=ports,
         )
+        if spec.extra_hosts:
+            kwargs["extra_hosts"] = _Lines(spec.extra_hosts)
         if spec.restart_policy and spec.restart_policy != "no":
             kwargs["restart_policy"] = {"Name": spec.restart_policy}
         if spec.network:
@@ -211,22 +225,45 @@ class PodmanEngine(Engine):
             kwargs["working_dir"] = spec.workdir
         command = list(spec.command) if spec.command is not None else None
         c = self._call(f"create {spec.name}", lambda: self.client.containers.create(spec.image, command, **kwargs))
+        if spec.files:
+            self._put_files(c, spec)
         info = self.inspect(c.id)
         if info is None:
             raise self.error(f"create {spec.name}", "created, then gone before it could be inspected")
         return info
 
+    def _put_files(self, c, spec: ContainerSpec) -> None:
+        """Config and secret files into the created container, before it starts, with the
+        owners the archive names (engines/files.py); a container that did not get them is
+        removed (a later create makes it again)."""
+        def read(path):
+            try:
+                chunks, _ = c.get_archive(path)
+            except podman.errors.NotFound:
+                return None
+            return files.first_member(b"".join(chunks))
+        op = f"create {spec.name}"
+        try:
+            data = self._call(op, lambda: files.archive(spec.files, read, spec.user))
+            # libpod chowns what it unpacks to the container's user unless told not to
+            # (podman-py's put_archive cannot say so): the tar's owners are the ones wanted
+            self._call(op, lambda: self.api.put(f"/containers/{_q(c.id)}/archive", data=data,
+                                                params={"path": "/", "copyUIDGID": "false"}).raise_for_status())
+        except files.OwnerError as err:
+            self.remove(c.id)
+            raise self.error(op, f"file owner: {err}") from None
+        except EngineError:
+            self.remove(c.id)
+            raise
+
     def start(self, name_or_id):
         # 304 (already running) is fine. A start that lost netavark's chain race to another
         # podman instance on this machine (see _CHAIN_RACE) is tried again here, so that
         # every caller (executor, jobs, gate, tests) is spared it.
-        for delay in (0.5, 1.0, None):
-            try:
+        def once():
+            with self._addresses:
                 return self._call(f"start {name_or_id}", lambda: self._post(f"/containers/{_q(name_or_id)}/start"))
-            except EngineError as err:
-                if delay is None or not _chain_race(str(err)):
-                    raise
-                time.sleep(delay)
+        return _through_chain_race(once)
 
     def stop(self, name_or_id, grace=None):
         op = f"stop {name_or_id}"
@@ -324,12 +361,37 @@ class PodmanEngine(Engine):
     def list_networks(self, labels):
         params = {"filters": _filters(labels)} if labels else {}
         nets = self._call("list networks", lambda: self._get("/networks/json", params=params).json())
-        return [n["name"] for n in nets or []]
+        return [n["name"] for n in nets or [] if common.has_labels(n.get("labels"), labels)]   # see list_volumes
 
-    def connect(self, name_or_id, network, aliases=()):
+    def connect(self, name_or_id, network, aliases=(), *, address=None, mac=None):
         body = {"container": name_or_id, "aliases": list(aliases)}
+        if address:
+            body["static_ips"] = [address]
+        if mac:
+            body["static_mac"] = mac
         self._call(f"connect {name_or_id} to {network}",
                    lambda: self._post(f"/networks/{_q(network)}/connect", data=json.dumps(body)))
+
+    def rejoin(self, name_or_id, network, aliases):
+        # Same address and MAC: netavark gives a new veth a random MAC, and a host that
+        # probed the container before kept the old one in its ARP cache (measured: health
+        # probes from the controller timed out for 10 s and more after a rejoin). No start
+        # of this engine object (where a container gets its address) runs in between.
+        a = self._call(f"inspect {name_or_id}", lambda: self._get(f"/containers/{_q(name_or_id)}/json").json())
+        was = ((a.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+        def once():                                # the last container on a network tears its chain
+            with self._addresses:                  # down, racing other podman instances (_CHAIN_RACE)
+                self.disconnect(name_or_id, network)
+                return self.connect(name_or_id, network, aliases, address=was.get("IPAddress") or None,
+                                    mac=was.get("MacAddress") or None)
+
+        def joined(err: EngineError) -> bool:
+            # an earlier attempt's connect went through although it reported the race
+            if "already connected" not in str(err):
+                return False
+            info = self.inspect(name_or_id)
+            return info is not None and set(aliases) <= set(info.networks.get(network, ("", ()))[1])
+        return _through_chain_race(once, done=joined, retry_also=lambda err: "already connected" in str(err))
 
     def disconnect(self, name_or_id, network):
         info = self.inspect(name_or_id)
@@ -357,7 +419,15 @@ class PodmanEngine(Engine):
     def list_volumes(self, labels):
         params = {"filters": _filters(labels)} if labels else {}
         vols = self._call("list volumes", lambda: self._get("/volumes/json", params=params).json())
-        return [v["Name"] for v in vols or []]
+        # libpod 4.3's label filter is not exact (tidegate.cloud=demo matched demo-eu's volumes)
+        # libpod 4.3 matches ANY of several label filters (it listed demo-eu's volumes for
+        # tidegate.cloud=demo + tidegate.volume): what it returns is filtered exactly here
+        return [v["Name"] for v in vols or [] if common.has_labels(v.get("Labels"), labels)]
+
+    def volume_labels(self, name):
+        a = self._call(f"inspect volume {name}", lambda: self._get(f"/volumes/{_q(name)}/json").json(),
+                       missing_ok=True)
+        return None if a is None else dict(a.get("Labels") or {})
 
     def remove_volume(self, name):
         # never force: libpod's force removes the containers using the volume
@@ -448,7 +518,8 @@ def _info(a: dict) -> ContainerInfo:
                          image=a.get("ImageName") or config.get("Image", ""), image_id=a.get("Image", ""),
                          labels=config.get("Labels") or {}, state=common.normal_state(state.get("Status")),
                          exit_code=state.get("ExitCode"), started_at=common.started(state.get("StartedAt")),
-                         networks=nets, ports=ports)
+                         restart_count=int(a.get("RestartCount") or 0),
+                         networks=nets, ports=ports, volumes=common.named_volumes(a.get("Mounts")))
 
 
 def _exec_result(code, output: str, timeout, seconds: float) -> ExecResult:
@@ -488,7 +559,22 @@ def _stream(response, log) -> list[str]:
 # match by that name"; every instance's default network is named "podman"). A second try
 # finds or re-creates the chain and succeeds: `start` retries, and the error is temporary.
 _CHAIN_RACE = ("chain_user_add failed (file exists)", "chain already exists", "xtables lock",
-               "no chain/target/match by that name")
+               "no chain/target/match by that name", "chain_del failed (device or resource busy)")
+
+
+def _through_chain_race(once, *, done=lambda err: False, retry_also=lambda err: False):
+    """once() again after 0.5 s and 1 s when netavark's chain race (_CHAIN_RACE) failed it
+    (or `retry_also` says so); an error after which `done` says the work went through
+    anyway counts as success (None)."""
+    for delay in (0.5, 1.0, None):
+        try:
+            return once()
+        except EngineError as err:
+            if done(err):
+                return None
+            if delay is None or not (_chain_race(str(err)) or retry_also(err)):
+                raise
+            time.sleep(delay)
 
 
 def _chain_race(text: str) -> bool:

@@ -81,6 +81,59 @@ def test_a_successor_that_falls_over_within_min_ready_stops_the_rollout(web):
     web.wait_serving("2025.1")
 
 
+# Resolves the service alias from inside the cloud network, as the front does, ten times a
+# second (bounded: 5 minutes at most), and prints each answer.
+DNS_PROBE = ("import socket, time\n"
+             "for _ in range(3000):\n"
+             "    try:\n"
+             "        print(sorted({a[4][0] for a in socket.getaddrinfo('web', 8080, socket.AF_INET)}), flush=True)\n"
+             "    except OSError as err:\n"
+             "        print('error', err, flush=True)\n"
+             "    time.sleep(0.1)\n")
+
+
+def test_a_sick_successor_never_joins_the_alias_and_no_request_through_the_front_fails(web, base_image):
+    """The successor answers 500 to everything, its health check included (a Placement
+    whose uwsgi accepts and resets did the same to 4 of 122,884 requests when it was in
+    the alias from its creation). It must never be in the answer the front gets for the
+    service's name, and the load through the front must not see a single failure."""
+    from controller.engines import ContainerSpec
+    data = web.service("web")
+    data["health"] = {**data["health"], "start_period": 3}              # the gate gives up sooner
+    web.commit_service("web", data, "web: start_period 3")
+    assert web.reconcile().condition() == "Ready"
+    before = web.containers("web")
+    web.upgrade_web("2025.2", FAIL_MODE="sick")
+    probe = f"{web.name}-dns-probe"                                     # unlabelled: tidegate ignores it
+    web.engine.create(ContainerSpec(name=probe, image=base_image, command=("python3", "-c", DNS_PROBE),
+                                    network=f"tidegate-{web.name}",
+                                    ulimits={"nofile": (1024, 1024), "nproc": (5000, 5000)}))
+    successors = {}
+
+    def progress(event, step, detail):
+        if event == "done" and step.action == "create":
+            successors[step.container] = web.engine.inspect(step.container).ip(f"tidegate-{web.name}")
+    try:
+        web.engine.start(probe)
+        load = LoadGenerator(web.url()).start()
+        while load.total < 300:                       # traffic flows before the change
+            pass
+        status = web.controller(progress=progress).reconcile()
+        load.stop(minimum=load.total + 300)
+        answers = [line for line in web.engine.logs(probe, tail=None).splitlines() if line.startswith("[")]
+    finally:
+        web.engine.remove(probe)
+    print(f"{web.engine.kind}: {load.total} requests through the front during the failed rollout, "
+          f"{load.failed} failed; {len(answers)} DNS answers for 'web'; successor(s) {successors}")
+    assert status.reason == "RolloutFailed" and "did not become healthy" in status.failure["error"], status.render()
+    assert successors and all(successors.values())
+    assert len(answers) > 20 and answers[-1] != "[]", answers[-5:]
+    assert not [a for a in answers if any(f"'{ip}'" in a for ip in successors.values())], (successors, answers)
+    assert load.failed == 0, (load.errors[:5], web.front_logs())
+    assert web.containers("web") == before
+    web.wait_serving("2025.1")
+
+
 def test_crashing_new_version_is_reported_with_its_logs(web):
     web.upgrade_web("2025.2", FAIL_MODE="crash")
     status = web.reconcile()
@@ -312,7 +365,7 @@ def test_engine_host_down_then_back(farm, kind, tmp_path, unique, base_image):
         assert status.condition() == "Ready", status.render()
         assert status.services["worker"]["running"][0]["release"] == "2025.2" and not status.unreachable
     finally:
-        if not local._alive(hosts["b"].pid):                 # a failed assertion left it down
+        if not local.pid_alive(hosts["b"].pid):                 # a failed assertion left it down
             farm.records[f"{kind}1"] = local.start_engine(kind, Path(hosts["b"].dir))
             engines["b"] = connect(kind, farm.records[f"{kind}1"].url, "b")
         _remove_cloud(engines, unique)
@@ -378,13 +431,13 @@ def test_down_removes_containers_and_networks_and_keeps_volumes_unless_asked(web
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and "named volumes kept" in proc.stdout, proc.stdout + proc.stderr
     assert web.containers() == {} and f"tidegate-{web.name}" not in web.engine.list_networks({})
-    assert f"{web.name}-web-data" in web.engine.list_volumes({})
+    assert f"{web.name}_web-data" in web.engine.list_volumes({})
     assert web.reconcile().condition() == "Ready"              # up again: the data is still there
     web.wait_serving("2025.1")
     assert web.get("/data") == (200, "keep me"), web.front_logs()
     proc = subprocess.run(argv + ["--volumes"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert web.containers() == {} and f"{web.name}-web-data" not in web.engine.list_volumes({})
+    assert web.containers() == {} and f"{web.name}_web-data" not in web.engine.list_volumes({})
 
 
 def test_plan_apply_status_commands_and_the_git_note(web):
@@ -459,3 +512,52 @@ def test_a_manual_contract_keeps_the_window_open_until_the_operator_runs_it(web)
     assert again.returncode == 1 and "no contract phase is owed (it ran at" in again.stderr, again.stderr
     note = json.loads(web.repo.git("notes", "--ref", "tidegate", "show", up))
     assert note["clouds"][web.name]["contract"] == ["web"]          # the rollback window is closed
+
+
+def test_a_failed_contract_stalls_instead_of_converging_back_and_can_be_retried(web):
+    """Contract started = journalled before the job runs. Before: a failed contract job was
+    answered by converging back to 2025.1 — onto a database the job may have half-contracted."""
+    import subprocess
+    import sys
+    data = web.service("web")
+    data.update(release="2025.2", image="localhost/tidegate/web:2025.2",
+                environment={**data["environment"], "RELEASE": "2025.2"})
+    # the contract fails the first time, half-way (it wrote something), and succeeds when retried
+    data["upgrade"]["jobs"] = {"expand": [{"command": ["sh", "-c", "echo expanded > /data/value"]}],
+                               "contract": [{"command": ["sh", "-c", "if [ -e /data/tried ]; then echo contracted "
+                                             "> /data/value; else touch /data/tried; echo half > /data/value; "
+                                             "exit 3; fi"]}]}
+    up = web.commit_service("web", data, "web 2025.2 whose contract fails once")
+    status = web.reconcile()
+    assert (status.condition(), status.reason, status.failed_revision) == ("Stalled", "ContractFailed", up), \
+        status.render()
+    assert status.contract_started["web"]["revision"] == up and "web" in status.pending_contract
+    assert "did not finish" in status.render()
+    web.wait_serving("2025.2")                           # NOT converged back to 2025.1
+    assert web.get("/data") == (200, "half\n"), web.front_logs()
+    again = web.reconcile()                              # the failed commit is not retried by itself
+    assert again.reason == "ContractFailed" and again.history[0]["result"] == "failed"
+
+    done = subprocess.run([sys.executable, "-m", "controller.cli", "contract", "--repo", str(web.repo.path),
+                           "--cloud", web.name, "--service", "web", "--state-dir", str(web.state_dir),
+                           "--engine-url", f"{web.engine.kind}={web.engine.url}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert web.get("/data") == (200, "contracted\n"), web.front_logs()
+    finished = web.reconcile()                           # the rollout of `up` completes
+    assert (finished.condition(), finished.reason, finished.last_applied_revision) == ("Ready", "Applied", up), \
+        finished.render()
+    assert finished.contract_started == {} and finished.pending_contract == {}
+
+
+def test_a_deleted_state_dir_is_rebuilt_from_the_labels_of_what_runs(web):
+    """Before: no status.json meant "nothing applied", so a skip-level jump was judged as a
+    new cloud and applied. Now the base is the commit on the running replicas' labels."""
+    import shutil
+    shutil.rmtree(web.state_dir)
+    jump = web.upgrade_web("2026.2")                         # 2025.1 → 2026.2: not a supported upgrade
+    status = web.reconcile()
+    assert (status.condition(), status.reason, status.last_attempted_revision) == \
+        ("Stalled", "ValidationFailed", jump), status.render()
+    assert "transition.upgrade-path" in {f["rule"] for f in status.findings}
+    web.wait_serving("2025.1")                               # what ran keeps running

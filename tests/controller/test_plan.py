@@ -2,6 +2,8 @@
 behaviour an operator relies on during an upgrade."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import yaml
 
 from controller.desired import Container, Observed, desired_state
@@ -105,6 +107,18 @@ def test_host_ports_force_in_place_replacement_within_max_unavailable():
     assert sp.strategy == "in-place" and sp.out_at_once == 1
     seq = [(s.action, s.replica) for s in sp.steps if s.action not in ("network", "image")]
     assert seq[:5] == [("stop", 0), ("drain", 0), ("remove", 0), ("create", 0), ("wait-healthy", 0)]
+
+
+def test_in_place_strategy_stops_a_computes_predecessor_before_its_successor_starts():
+    """A Nova compute is its host: its successor must never run beside it (two services
+    of one identity on one message queue), and the hosts go one at a time."""
+    compute = {"project": "nova", "role": "agent", "upgrade": {"strategy": "in-place"}}
+    _, observed = converge(desired({"compute": svc(**compute)}))
+    [[sp]] = plan(desired({"compute": svc("2025.2", **compute)}), observed).waves
+    assert sp.strategy == "in-place" and sp.out_at_once == 1
+    seq = [(s.action, s.host) for s in sp.steps if s.action not in ("network", "image")]
+    assert seq == [("stop", "h1"), ("drain", "h1"), ("remove", "h1"), ("create", "h1"), ("wait-healthy", "h1"),
+                   ("stop", "h2"), ("drain", "h2"), ("remove", "h2"), ("create", "h2"), ("wait-healthy", "h2")]
 
 
 def test_recreate_stops_all_before_starting():
@@ -282,3 +296,49 @@ def test_a_successor_stays_healthy_for_min_ready_before_an_old_replica_goes():
     _, observed = converge(desired({"placement": svc()}, cloud))
     [[sp]] = plan(desired({"placement": svc("2025.2")}, cloud), observed).waves
     assert all(s.hold == 0 for s in sp.steps) and "wait-healthy" in actions(sp)
+
+
+def test_config_files_are_placed_before_the_first_old_replica_stops():
+    files = {"clouds/c/config/p.conf": "[DEFAULT]\n"}
+    cfg = [{"source": "config/p.conf", "target": "/etc/placement/placement.conf"}]
+    for strategy in ("recreate", "rolling"):
+        _, observed = converge(desired({"placement": svc(config=cfg, upgrade={"strategy": strategy})}, files=files))
+        p = plan(desired({"placement": svc("2025.2", config=cfg, upgrade={"strategy": strategy})}, files=files),
+                 observed)
+        [[sp]] = p.waves
+        assert actions(sp).index("config") < actions(sp).index("stop") < actions(sp).index("remove")
+        assert [s.host for s in sp.steps if s.action == "config"] == ["h1", "h2"]
+
+
+def test_a_replica_that_never_joined_its_alias_is_gated_again_not_replaced():
+    """The controller died between a successor's health gate and its alias: the next plan
+    gates it again (which joins it) instead of leaving it out of the balancer for good."""
+    des = desired({"placement": svc()})
+    _, observed = converge(des)
+    outside = observed.containers[0]
+    observed = Observed((replace(outside, joined=False), *observed.containers[1:]))
+    [[sp]] = plan(des, observed).waves
+    assert [(s.action, s.container) for s in sp.steps if s.action not in ("network", "image")] == [
+        ("wait-healthy", outside.name)]
+    assert sp.steps[-1].note == "not yet in its alias" and sp.change == "repair"
+
+
+def test_a_batch_on_several_hosts_runs_one_chain_per_host_and_one_host_keeps_its_order():
+    from controller.plan import Step, parallel_segments
+    retire = lambda host, c: [Step("stop", host, "agent", 0, c), Step("drain", host, "agent", 0, c),
+                              Step("remove", host, "agent", 0, c)]
+    steps = [Step("network", "h1", "agent"), *retire("h1", "old1"), *retire("h2", "old2"),
+             Step("create", "h1", "agent", 0, "new1"), Step("create", "h2", "agent", 1, "new2"),
+             Step("wait-healthy", "h1", "agent", 0, "new1"), Step("wait-healthy", "h2", "agent", 1, "new2"),
+             *retire("h1", "old3"), Step("create", "h1", "agent", 2, "new3")]
+    shape = [[[f"{s.action}:{s.host}" for s in chain] for chain in seg] for seg in parallel_segments(steps)]
+    assert shape == [
+        [["network:h1"]],
+        [["stop:h1", "drain:h1", "remove:h1"], ["stop:h2", "drain:h2", "remove:h2"]],
+        [["create:h1"], ["create:h2"]],
+        [["wait-healthy:h1"], ["wait-healthy:h2"]],
+        [["stop:h1", "drain:h1", "remove:h1"]],
+        [["create:h1"]]]
+    one_host = [Step(s.action, "h1", s.service, s.replica, s.container) for s in steps]
+    assert all(len(seg) == 1 for seg in parallel_segments(one_host))        # as planned, one by one
+    assert [s for seg in parallel_segments(one_host) for chain in seg for s in chain] == one_host

@@ -10,7 +10,7 @@ import yaml
 
 from controller import rollback as rb
 from controller.cli import main
-from controller.commands.check import check
+from controller.report import check
 from controller.signing import verify_commit
 from controller.source import Source
 from controller.status import Status

@@ -44,6 +44,9 @@ class Recorder:
             self._cond.notify_all()
         return self.answer(rev, drift_check)
 
+    def record_retry(self, status, at) -> None:
+        status.retry_at = at
+
     def revisions(self, drift=False) -> list[str]:
         return [rev for _, rev, d in self.calls if d == drift]
 

@@ -99,9 +99,8 @@ class WebCloud:
         for cid in self.containers().values():
             self.engine.remove(cid)
         self.engine.remove_network(f"tidegate-{self.name}")
-        for vol in self.engine.list_volumes({}):
-            if vol.startswith(f"{self.name}-"):
-                self.engine.remove_volume(vol)
+        for vol in self.engine.list_volumes({LABEL_CLOUD: self.name}):
+            self.engine.remove_volume(vol)
 
 
 def make_web_cloud(tmp_path: Path, engine, name: str, port: int, *, images: dict) -> WebCloud:

@@ -10,16 +10,18 @@ from pathlib import Path
 
 from controller import images
 from controller.reconcile import Controller
+from controller.secrets import Vault, load_identities
 from controller.source import Source
 from gate import config as gate_config
 from gate import hooks
-from gate.isolate import PortMap, isolate
+from gate.isolate import PortMap, host_names, isolate
 from gate.run import GitWork, free_port
 from validators.load import load_cloud
 from validators.tree import MemoryTree
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "clouds/demo"
+DEMO_KEY = DEMO / "keys/demo.agekey"        # public on purpose: the demo's controller and gate key
 
 
 def project_files() -> dict[str, tuple[bytes, int]]:
@@ -64,8 +66,11 @@ class DemoCloud:
         self.state_dir = tmp / "state"
         self.hook_state = tmp / "hooks"
         self.base = self.repo.commit(self.files, "demo cloud 2025.1")
-        self.config = gate_config.load(self.files.get(f"clouds/{self.name}/{gate_config.FILE}", (None, 0))[0],
-                                       gate_config.FILE)
+        self.identities = load_identities(DEMO_KEY)
+        vault = Vault.of(MemoryTree({k: v for k, (v, _) in self.files.items()}), f"clouds/{self.name}", self.identities)
+        self.config = gate_config.resolve_env(
+            gate_config.load(self.files.get(f"clouds/{self.name}/{gate_config.FILE}", (None, 0))[0], gate_config.FILE),
+            vault.text)
 
     @property
     def folder(self) -> Path:
@@ -86,7 +91,8 @@ class DemoCloud:
 
     def controller(self, **kw) -> Controller:
         return Controller(Source(str(self.repo.path)), self.name, state_dir=self.state_dir,
-                          engines={"gate": self.engine}, **kw)
+                          engines=dict.fromkeys(host_names(self.files, name=self.name), self.engine),
+                          identities=self.identities, **kw)
 
     def reconcile(self, rev: str = "HEAD", **kw):
         return self.controller(**kw).reconcile(rev)
@@ -94,6 +100,17 @@ class DemoCloud:
     def commit_upgrade(self) -> str:
         self.files = upgrade_placement(self.files, self.name)
         return self.repo.commit(self.files, "placement: 2025.1 → 2026.1")
+
+    def rotate_secret(self, name: str) -> str:
+        """`tidegate secrets rotate NAME` on the test cloud's files, committed."""
+        from controller import keyrepo
+        from controller.secrets import decrypt, encrypt
+        path = f"clouds/{self.name}/secrets/{name}.age"
+        tree = MemoryTree({k: v for k, (v, _) in self.files.items()})
+        recipients = [key for _n, key in load_cloud(tree, self.name).cloud.recipients]
+        keys = keyrepo.rotate(keyrepo.parse(decrypt(self.files[path][0], self.identities, path)))
+        self.files = {**self.files, path: (encrypt(keyrepo.dump(keys), recipients), self.files[path][1])}
+        return self.repo.commit(self.files, f"rotate {name}")
 
     def revert(self, rev: str) -> str:
         self.repo.git("revert", "--no-edit", rev)

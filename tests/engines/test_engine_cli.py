@@ -62,7 +62,7 @@ def test_engine_up_builds_images_and_down_stops_only_its_pid(kind, tmp_path):
 
         down = tidegate("engine", "down", "--kind", kind, "--dir", str(directory), "--purge")
         assert down.returncode == 0 and "stopped" in down.stdout
-        assert not local._alive(record["pid"])
+        assert not local.pid_alive(record["pid"])
         gone = tidegate("engine", "status", "--kind", kind, "--dir", str(directory))
         assert gone.returncode == 1 and "not running" in gone.stdout
     finally:

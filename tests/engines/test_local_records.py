@@ -96,7 +96,7 @@ def test_a_record_whose_pid_runs_something_else_is_stale_and_never_signalled(kin
     assert local.recorded(tmp_path / kind) == record
 
     assert local.stop_engine(record, purge=True) == reason           # nothing stopped, and why
-    assert unrelated.poll() is None and local._alive(unrelated.pid)  # the unrelated process lives on
+    assert unrelated.poll() is None and local.pid_alive(unrelated.pid)  # the unrelated process lives on
     assert local.recorded(tmp_path / kind) is None                   # the stale record is gone
     assert not (pool / str(record.pool_index)).exists()              # and so is its lease
     assert removed_bridges == ([record.pool_index] if kind == "docker" else [])   # the lease was its own
@@ -120,6 +120,22 @@ def test_a_pid_is_trusted_only_when_it_runs_the_engine_on_its_socket_and_predate
     # written long before the process started: the PID was reused since (a reboot, say)
     reused = write_record(tmp_path / kind, kind, engine_like.pid, pool, time.time() - 3600)
     assert "reused" in local.stale_reason(reused) and local.running(tmp_path / kind) is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_record_with_the_processes_identity_survives_a_wall_clock_jump(kind, tmp_path, pool, processes):
+    """The wall clock jumped (measured here: 15 s after boot): by start times, a live
+    engine looked started after its own record and was replaced while it ran. A record
+    carrying the process's boot id and start tick is judged by those alone."""
+    url = f"unix://{tmp_path / kind}/{kind}.sock"
+    engine_like = look_alike(processes, kind, url)
+    me = local.process_identity(engine_like.pid)
+    assert me and me == local.process_identity(engine_like.pid)
+    record = write_record(tmp_path / kind, kind, engine_like.pid, pool, time.time() - 3600)   # the clock "jumped"
+    same = local.LocalEngine(**{**record.__dict__, "identity": me})
+    assert local.stale_reason(same) is None
+    other = local.LocalEngine(**{**record.__dict__, "identity": me.split(":")[0] + ":1"})     # a reused PID
+    assert "another process" in local.stale_reason(other)
 
 
 def test_a_subnet_lease_is_reclaimed_from_a_dead_or_reused_pid_and_kept_by_a_live_owner(pool, processes):

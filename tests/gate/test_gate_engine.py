@@ -37,7 +37,7 @@ def web(tmp_path, engine, unique, port):
 def leftovers(engine, name: str) -> list[str]:
     things = [c.name for c in engine.list_containers({LABEL_CLOUD: name})]
     things += [n for n in engine.list_networks({}) if name in n]
-    things += [v for v in engine.list_volumes({}) if v.startswith(f"{name}-")]
+    things += [v for v in engine.list_volumes({}) if v.startswith((f"{name}_", f"{name}-"))]
     return things
 
 
@@ -110,6 +110,22 @@ def test_a_verify_that_finds_the_resource_gone_fails(web):
     g = failing(web, web.upgrade_web("2025.2", FAIL_MODE="wipe"))
     phase = g.report.failure()
     assert phase.name == "verify" and phase.message.startswith("verify:web") and "gone" in phase.message
+    destroy = g.report.phases[-2]                                  # after the failure, before teardown
+    assert destroy.name == "destroy" and [c.name for c in destroy.cases] == ["destroy:web"], explain(g.report)
+
+
+def test_a_change_cannot_switch_off_the_probes_and_hooks_that_judge_it(web):
+    """The head deletes tests/gate.yaml and the verify hook while its web loses the data
+    created on the base: the base's smoke checks, probes and verify hook still run."""
+    web.upgrade_web("2025.2", FAIL_MODE="wipe")
+    for path in ("tests/gate.yaml", "tests/web/verify"):
+        (web.folder / path).unlink()
+    head = web.repo.commit({}, "tests: fewer")
+    g = failing(web, head)
+    phase = g.report.failure()
+    assert phase.name == "verify" and phase.message.startswith("verify:web") and "gone" in phase.message
+    assert [c.name for c in phase.cases] == ["smoke:web", "verify:web"]
+    assert g.report.probes["upgrade"]["web"]["ok"] > 0
 
 
 def test_a_forbidden_upgrade_path_fails_at_check_in_under_a_second(web, tmp_path):
@@ -170,7 +186,7 @@ def test_ctrl_c_during_the_upgrade_tears_the_test_cloud_down(web, tmp_path):
     seen = []
     for line in proc.stdout:
         seen.append(line.rstrip())
-        if "wave 1/" in line:                               # the upgrade has begun
+        if "upgrade …" in line:                             # the upgrade has begun
             time.sleep(1.0)
             t0 = time.monotonic()
             proc.send_signal(signal.SIGINT)
@@ -185,9 +201,9 @@ def test_ctrl_c_during_the_upgrade_tears_the_test_cloud_down(web, tmp_path):
     assert leftovers(web.engine, doc["test_cloud"]) == []
 
 
-def test_matrix_verifies_the_mixed_version_state_between_waves(web):
-    """web and its agent both move to 2025.2: two waves (the agent follows its control
-    service). --matrix runs the verify hooks after wave 1, with web new and the agent old."""
+def web_and_its_agent_to_2025_2(web) -> str:
+    """The base gains an agent of web; the head moves web, then the agent, to 2025.2 (two
+    waves: the agent follows its control service). Returns the head commit."""
     agent = web.service("web")
     agent.update(role="agent", replicas=1, depends_on=["web"], volumes=[],
                  environment={**agent["environment"], "DATA_DIR": "/tmp"})
@@ -195,7 +211,13 @@ def test_matrix_verifies_the_mixed_version_state_between_waves(web):
     web.upgrade_web("2025.2")
     agent.update(release="2025.2", image="localhost/tidegate/web:2025.2",
                  environment={**agent["environment"], "RELEASE": "2025.2"})
-    head = web.commit_service("agent", agent, "agent 2025.2")
+    return web.commit_service("agent", agent, "agent 2025.2")
+
+
+def test_matrix_verifies_the_mixed_version_state_between_waves(web):
+    """web and its agent both move to 2025.2: two waves (the agent follows its control
+    service). --matrix runs the verify hooks after wave 1, with web new and the agent old."""
+    head = web_and_its_agent_to_2025_2(web)
     g = gate(web, head, matrix=True, rollback=False)
     g.run()
     assert g.report.exit_code == 0, json.dumps(g.report.as_dict(), indent=1)[:3000]
@@ -203,6 +225,27 @@ def test_matrix_verifies_the_mixed_version_state_between_waves(web):
     assert [c.name for c in upgrade.cases if c.name.startswith("wave")] == ["wave 1: web", "wave 2: agent"]
     mixed = next(c for c in upgrade.cases if c.name == "verify after wave 1:web")
     assert mixed.ok, mixed.output
+    assert leftovers(web.engine, g.name) == []
+
+
+def test_matrix_a_failing_verify_between_waves_stops_the_rollout(web):
+    """The head adds a verify hook for the agent that fails while web is new and the agent
+    old: the executor stops after wave 1, the agent is never upgraded, the upgrade fails."""
+    web_and_its_agent_to_2025_2(web)
+    hook = web.folder / "tests/agent/verify"
+    hook.parent.mkdir(parents=True)
+    hook.write_text("#!/bin/sh\necho 'agent 2025.1 cannot talk to web 2025.2'\nexit 1\n")
+    hook.chmod(0o755)
+    head = web.repo.commit({}, "agent: a verify hook")
+    g = gate(web, head, matrix=True, rollback=False)
+    g.run()
+    assert g.report.exit_code == 1, json.dumps(g.report.as_dict(), indent=1)[:3000]
+    phase = g.report.failure()
+    assert phase.name == "upgrade", phase.message
+    assert phase.message == "verify after wave 1 (head):agent: agent 2025.1 cannot talk to web 2025.2 (exit 1)"
+    assert [c.name for c in phase.cases if c.name.startswith("wave")] == ["wave 1: web"]     # wave 2 never ran
+    converge = next(c for c in phase.cases if c.name == "converge head")
+    assert not converge.ok and "after wave 1 (web)" in converge.message, converge.message
     assert leftovers(web.engine, g.name) == []
 
 
@@ -218,6 +261,44 @@ def test_a_rollback_past_a_contract_phase_is_reported_as_forbidden(web):
     rollback = next(p for p in g.report.phases if p.name == "rollback")
     assert rollback.ok is None and "forbid" in rollback.message and "contract" in rollback.message, rollback.message
     assert leftovers(web.engine, g.name) == []
+
+
+def test_the_contract_phase_is_tested_after_the_rollback_and_destroy_runs_after_a_failure(web):
+    """--contract: the upgrade keeps the window open (the rollback is tested, not skipped),
+    then head again, the contract job under probes, verify again — its own JUnit phase."""
+    data = web.service("web")
+    data.update(release="2025.2", image="localhost/tidegate/web:2025.2",
+                environment={**data["environment"], "RELEASE": "2025.2"})
+    data["upgrade"]["jobs"] = {"contract": [{"command": ["sh", "-c", "echo contracted > /data/schema"]}]}
+    head = web.commit_service("web", data, "web 2025.2, contracting")
+    g = gate(web, head, contract=True)
+    g.run()
+    assert g.report.exit_code == 0, explain(g.report)
+    phases = {p.name: p for p in g.report.phases}
+    assert list(phases) == ["check", "images", "base", "smoke+create", "upgrade", "verify", "rollback", "contract",
+                            "destroy", "teardown"]
+    assert phases["rollback"].ok is True                           # the window stayed open for it
+    cases = [c.name for c in phases["contract"].cases]
+    assert cases[:2] == ["converge head again", "contract:web"] and "verify after contract:web" in cases
+    assert g.report.probes["contract"]["web"]["failed"] == 0 and g.report.probes["contract"]["web"]["ok"] > 0
+    assert leftovers(web.engine, g.name) == []
+
+
+def test_a_slow_loading_successor_costs_no_request_through_the_front(web):
+    """Successors that accept connections at once but answer only after 6 s (uwsgi with lazy
+    apps), behind HAProxy 2.6 (no `init-state down`), probes giving up after 3 s: the front
+    never sees a successor before tidegate's health gate passed it into the alias."""
+    gate_yaml = web.folder / "tests/gate.yaml"
+    web.repo.commit({f"clouds/{web.name}/tests/gate.yaml": gate_yaml.read_text() + "probe_timeout: 3\n"},
+                    "probes give up after 3 s")
+    head = web.upgrade_web("2025.2", LOAD_DELAY="6")
+    g = gate(web, head)
+    g.run()
+    assert g.report.exit_code == 0, explain(g.report)
+    for label in ("upgrade", "rollback"):
+        probe = g.report.probes[label]["web"]
+        assert probe["failed"] == 0 and probe["timed_out"] == 0 and probe["timeout"] == 3.0, (label, probe)
+        assert probe["ok"] > 0
 
 
 def test_keep_leaves_the_test_cloud_up_and_cleanup_removes_it(web):

@@ -357,3 +357,16 @@ def test_tuning_a_rule_that_cannot_be_tuned_is_flagged():
     assert len(found) == 1 and "cannot be tuned" in found[0].message and found[0].line == 2
     assert not only(findings_of({"ks": service()}, extra={"clouds/c/rules.yaml": "severity:\n  semantic.no-health: 'off'\n"}),
                     "custom.unknown-rule")
+
+
+def test_a_hook_folder_naming_neither_a_service_nor_a_project_is_reported():
+    hook = "#!/bin/sh\nexit 0\n"
+    services = {"cinder-api": service(project="cinder", image="c:1"), "keystone": service()}
+    found = findings_of(services, extra={"clouds/c/tests/cinder/verify": hook,        # a project: runs
+                                         "clouds/c/tests/keystone/create": hook,      # a service: runs
+                                         "clouds/c/tests/lib/os_api.py": "x = 1\n",   # helpers, no hook
+                                         "clouds/c/tests/keystne/create": hook,       # a typo: never runs
+                                         "clouds/c/tests/gate.yaml": "{}\n"})
+    hits = [f for f in found if f.rule == "semantic.unknown-hook-folder"]
+    assert [(f.file, f.severity) for f in hits] == [("clouds/c/tests/keystne/create", "warning")]
+    assert "'keystne' is neither a service nor a project" in hits[0].message

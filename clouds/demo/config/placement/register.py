@@ -1,6 +1,8 @@
 """Register Placement in Keystone (idempotent): the `placement` user with the admin role in
 the `service` project, the `placement` service, and its endpoints. Run as a bootstrap job
-from the placement image (stdlib only); credentials come from the environment."""
+from the placement image (stdlib only); the endpoints and user names come from the
+environment, the passwords from register.json (a template of the cloud's secrets, readable
+by root only: never in the job container's environment)."""
 import json
 import os
 import sys
@@ -9,6 +11,8 @@ import urllib.error
 import urllib.request
 
 AUTH = os.environ["OS_AUTH_URL"].rstrip("/")
+with open(os.environ.get("REGISTER_CREDENTIALS", "/etc/placement/register.json"), encoding="utf-8") as f:
+    CREDENTIALS = json.load(f)
 
 
 def call(method, path, body=None, token=None, ok=(200, 201, 204)):
@@ -26,7 +30,7 @@ def call(method, path, body=None, token=None, ok=(200, 201, 204)):
 
 def token():
     body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-        "name": os.environ["OS_USERNAME"], "domain": {"id": "default"}, "password": os.environ["OS_PASSWORD"]}}},
+        "name": os.environ["OS_USERNAME"], "domain": {"id": "default"}, "password": CREDENTIALS["admin_password"]}}},
         "scope": {"project": {"name": os.environ["OS_PROJECT_NAME"], "domain": {"id": "default"}}}}}
     for attempt in range(60):                      # keystone may still be starting
         try:
@@ -51,7 +55,7 @@ def main():
     project = find_or_create(tok, "project", "projects", "name=service",
                              {"name": "service", "domain_id": "default", "description": "service users"})
     user = find_or_create(tok, "user", "users", "name=placement",
-                          {"name": "placement", "domain_id": "default", "password": os.environ["PLACEMENT_PASSWORD"]})
+                          {"name": "placement", "domain_id": "default", "password": CREDENTIALS["placement_password"]})
     _, roles, _ = call("GET", "/roles?name=admin", token=tok)
     call("PUT", f"/projects/{project}/users/{user}/roles/{roles['roles'][0]['id']}", token=tok)
     service = find_or_create(tok, "service", "services", "type=placement",
@@ -67,4 +71,13 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # A Keystone that just came up on a busy machine may time out or drop a request (seen:
+    # a 30 s timeout during a test's first deploy): every step finds before it creates, so
+    # the whole registration is simply run again, a bounded number of times.
+    for attempt in range(5):
+        try:
+            sys.exit(main())
+        except OSError as err:             # timeouts, resets; HTTP errors end the job at once
+            print(f"register: {type(err).__name__}: {err}; trying again in 5 s", file=sys.stderr)
+            time.sleep(5)
+    sys.exit("register: Keystone did not answer in 5 attempts")
