@@ -76,8 +76,14 @@ class LocalEngine:
 def lease_slot(pool: Path, size: int, owner: str) -> int:
     """The first free slot (0..size-1) of a file-based pool: a file per slot, created
     exclusively, naming its owner process. A slot whose process is gone (or is another
-    process by now: process_identity) is taken over after 30 s. Raises LocalEngineError."""
+    process by now: process_identity) is taken over after 30 s. A slot kept for a stopped
+    engine's data (`keep_slot`) goes back to that engine's directory and to nobody else
+    while the directory exists. Raises LocalEngineError."""
     pool.mkdir(parents=True, exist_ok=True)
+    kept = _kept_for(pool, size, owner)
+    if kept is not None:
+        _write_lease(pool / str(kept), owner, os.getpid())
+        return kept
     for i in range(size):
         path = pool / str(i)
         try:
@@ -87,6 +93,10 @@ def lease_slot(pool: Path, size: int, owner: str) -> int:
             try:
                 data = json.loads(path.read_text() or "{}")
             except (OSError, ValueError):
+                continue
+            if data.get("kept"):
+                if not Path(data.get("owner") or "/nonexistent").is_dir():
+                    path.unlink(missing_ok=True)         # its data is gone: nothing uses the range
                 continue
             pid, at = data.get("pid"), data.get("at", 0)
             if pid and (not pid_alive(pid) or _not_the_process(pid, data.get("identity", ""), at)) \
@@ -98,6 +108,33 @@ def lease_slot(pool: Path, size: int, owner: str) -> int:
                        "identity": process_identity(os.getpid())}, f)
         return i
     raise LocalEngineError(f"no free slot in {pool} ({size} in use?)")
+
+
+def _kept_for(pool: Path, size: int, owner: str) -> int | None:
+    for i in range(size):
+        try:
+            data = json.loads((pool / str(i)).read_text() or "{}")
+        except (OSError, ValueError):
+            continue
+        if data.get("kept") and data.get("owner") == owner:
+            return i
+    return None
+
+
+def _write_lease(path: Path, owner: str, pid: int | None, kept: bool = False) -> None:
+    data = {"owner": owner, "pid": pid, "at": time.time()}
+    data.update({"kept": True} if kept else {"identity": process_identity(pid)})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def keep_slot(pool: Path, index: int, owner: str) -> None:
+    """A stopped engine whose data stays keeps its slot: dockerd's networks, kept in its data
+    directory, come back with subnets of that slot's range. Had the slot gone to another
+    instance, that instance's set-up would delete their bridges as stale (seen:
+    "could not find bridge br-…" when the stopped engine came back)."""
+    _write_lease(pool / str(index), owner, None, kept=True)
 
 
 def _lease(owner: str) -> int:
@@ -118,23 +155,26 @@ def _clear_stale_bridges(index: int) -> None:
 
 
 def _claim(index: int, pid: int, owner: str) -> None:
-    (POOL_DIR / str(index)).write_text(json.dumps({"owner": owner, "pid": pid, "at": time.time(),
-                                                   "identity": process_identity(pid)}))
+    _write_lease(POOL_DIR / str(index), owner, pid)
 
 
 def _release(index: int) -> None:
     (POOL_DIR / str(index)).unlink(missing_ok=True)
 
 
-def _release_if_ours(record: "LocalEngine") -> bool:
-    """Release the lease of a stale record, unless another instance holds that index now."""
-    path = POOL_DIR / str(record.pool_index)
+def _owns(record: "LocalEngine") -> bool:
+    """Whether the record's slot is still leased to it (not taken over by another instance)."""
     try:
-        data = json.loads(path.read_text() or "{}")
+        data = json.loads((POOL_DIR / str(record.pool_index)).read_text() or "{}")
     except (OSError, ValueError):
         return False
-    if data.get("owner") == record.dir and data.get("pid") == record.pid:
-        path.unlink(missing_ok=True)
+    return data.get("owner") == record.dir and data.get("pid") == record.pid
+
+
+def _release_if_ours(record: "LocalEngine") -> bool:
+    """Release the lease of a stale record, unless another instance holds that index now."""
+    if _owns(record):
+        (POOL_DIR / str(record.pool_index)).unlink(missing_ok=True)
         return True
     return False
 
@@ -449,7 +489,10 @@ def stop_engine(record: LocalEngine, *, purge: bool = False) -> str | None:
             pass
     if record.kind == "docker":
         _remove_bridge(record.pool_index)
-    _release(record.pool_index)
+    if purge:
+        _release(record.pool_index)
+    elif _owns(record):
+        keep_slot(POOL_DIR, record.pool_index, str(Path(record.dir).resolve()))
     Path(record.dir, "engine.json").unlink(missing_ok=True)
     return None
 

@@ -161,6 +161,22 @@ def test_a_subnet_lease_is_reclaimed_from_a_dead_or_reused_pid_and_kept_by_a_liv
             local._release(index)
 
 
+def test_a_stopped_engine_with_its_data_keeps_its_slot_until_its_directory_is_gone(pool, tmp_path):
+    # make test met it: a stopped dockerd's slot went to another worker's new engine, whose
+    # set-up deleted the bridges of the stopped engine's networks as stale
+    data = tmp_path / "engine-b"
+    data.mkdir()
+    first = local.lease_slot(pool, 4, str(data))
+    local.keep_slot(pool, first, str(data))                  # stop_engine without purge does this
+    other = local.lease_slot(pool, 4, "/elsewhere")
+    assert other != first                                    # not handed to anybody else
+    assert local.lease_slot(pool, 4, str(data)) == first     # but back to its own directory
+    local.keep_slot(pool, first, str(data))
+    data.rmdir()                                             # its data gone: the range is free
+    local.lease_slot(pool, 4, "/third")                      # the scan reclaims it...
+    assert local.lease_slot(pool, 4, "/fourth") == first     # ...and hands it out again
+
+
 def tidegate(*args, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=60, env={**os.environ, **(env or {})})
