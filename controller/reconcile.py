@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from validators import order
 from validators.check import judge
 from validators.findings import Finding
 from validators.load import RepoError, load_cloud
@@ -264,8 +265,10 @@ class Controller:
                                            after_wave=self.after_wave if desired.commit == target.commit else None,
                                            analyse=new)
         first = outcome.ok and desired.commit == target.commit and status.last_applied_revision != desired.commit
-        status, back = transitions.settle(status, verdict, self._result(desired, outcome, the_plan, drift_check),
-                                          now(), self._contract_started(status))
+        result = self._result(desired, outcome, the_plan, drift_check)
+        if outcome.evidence:                         # the analysis failed: can this rollout go back?
+            result = replace(result, no_way_back=self._no_way_back(desired, status))
+        status, back = transitions.settle(status, verdict, result, now(), self._contract_started(status))
         if first:
             self._note(status, desired, the_plan)
         if back:
@@ -536,6 +539,19 @@ class Controller:
             status.note_error = None
         except Exception as err:  # noqa: BLE001 — a read-only repo must not stop convergence; it is shown
             status.note_error = f"could not write the git note on {desired.commit[:12]}: {type(err).__name__}: {err}"
+
+    def _no_way_back(self, desired: Desired, status: Status) -> dict[str, str]:
+        """The projects whose release this rollout raised and that have no downgrade once
+        the new release ran (Nova: ServiceTooOld): project -> why (validators/order)."""
+        good = self._last_good(status)
+        out = {}
+        for name, ds in desired.services.items():
+            old = good.services.get(name) if good is not None else None
+            facts = order.of_project(ds.service.project)
+            if old is not None and facts is not None and facts.no_downgrade \
+                    and ds.service.release > old.service.release:
+                out[ds.service.project] = facts.no_downgrade
+        return out
 
     def _last_good(self, status: Status) -> Desired | None:
         if not status.last_applied_revision or not self.source.has(status.last_applied_revision):

@@ -41,6 +41,8 @@ class Result:
     projects: dict = field(default_factory=dict)   # service -> project, of the commit converged
     services: tuple = ()                 # the services the plan changed
     warnings: tuple = ()                 # precheck jobs that exited 1 (dicts: service, job, summary…)
+    no_way_back: dict = field(default_factory=dict)   # project -> why its new release cannot go down
+                                                      # (validators/upgrade_order.yaml `no_downgrade`)
 
 
 def _copy(status):
@@ -184,11 +186,15 @@ def _analysis_failed(s, result: Result, ours: bool, contract_started: dict):
         project = result.projects.get(closed[0])
         why = (f"the contract phase of {', '.join(closed)} ran in this rollout, which closed the rollback window "
                f"of project {project} (one database); fix forward with a newer commit")
+    elif result.no_way_back:
+        project, reason = sorted(result.no_way_back.items())[0]
+        why = (f"{project} has no rollback once its new release ran — {reason}; "
+               "fix forward with a newer commit")
     elif not ours or s.last_applied_revision is None:
         why = "there is no other good commit to go back to"
     if why is None:
         return s, True
-    s.analysis["held"] = bool(contract_started or closed)
+    s.analysis["held"] = bool(contract_started or closed or result.no_way_back)
     s.message += f"; NOT converged back: {why}"
     return s, False
 

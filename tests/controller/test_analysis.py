@@ -224,3 +224,21 @@ def test_a_half_contracted_database_or_nothing_applied_before_means_no_converge_
     first, _ = begin(Status("c"), Verdict(B, True), AT)
     after, back = settle(first, Verdict(B, True), analysis_failed(B), AT, {})
     assert not back and "no other good commit to go back to" in after.message
+
+
+def test_a_project_without_a_downgrade_is_held_not_converged_back():
+    # Nova: once a 2026.1 service ran, 2025.1 services refuse to start (ServiceTooOld), so
+    # converging back would stop the old Nova and fail to start the older one
+    status, _ = begin(applied_at(A), Verdict(B, True), AT)
+    nova = Result(B, False, "failed at step 'analyse nova-api'", 40.0, failure={"step": "analyse nova-api"},
+                  changed=True, evidence=EVIDENCE, projects={"nova-api": "nova"}, services=("nova-api",),
+                  no_way_back={"nova": "2025.1 services refuse to start (ServiceTooOld)"})
+    after, back = settle(status, Verdict(B, True), nova, AT, {})
+    assert not back and (after.condition(), after.reason) == ("Stalled", "AnalysisFailed")
+    assert "NOT converged back: nova has no rollback once its new release ran — 2025.1 services refuse" \
+        in after.message and "fix forward" in after.message
+    assert after.analysis["held"]
+    _, commit = begin(after, Verdict(B, True), AT)
+    assert commit is None                                             # what runs is held
+    _, commit = begin(after, Verdict(C, True), AT)
+    assert commit == C

@@ -175,3 +175,23 @@ def test_failures_up_to_the_threshold_pass_and_one_more_converges_back(cloud):
     assert status.reason == "RolledBack" and status.last_applied_revision == tolerant, status.render()
     assert (status.analysis["failures"], status.analysis["max_failures"]) == (3, 2)
     assert '{"error": "a blip"}' in status.analysis["answer"]
+
+
+def test_a_failed_analysis_of_a_project_without_a_downgrade_holds_the_new_release(cloud):
+    # Nova's fact (validators/upgrade_order.yaml no_downgrade): converging back would start
+    # older services that refuse to run beside the newer ones' records (ServiceTooOld)
+    repo, ctl, engine, front, base, _ = cloud
+
+    def nova(release, **env):
+        data = yaml.safe_load(web(release, **env))
+        data["project"] = "nova"
+        return yaml.safe_dump(data)
+    repo.commit({"clouds/c/services/web.yaml": nova("2025.1")}, "web is Nova's")
+    at_2025 = ctl.reconcile()
+    assert at_2025.reason == "Applied", at_2025.render()
+    bad = repo.commit({"clouds/c/services/web.yaml": nova("2025.2", PROXY_HEADERS="strict")}, "nova 2025.2")
+    status = ctl.reconcile()
+    assert (status.condition(), status.reason) == ("Stalled", "AnalysisFailed"), status.render()
+    assert "NOT converged back: nova has no rollback once its new release ran" in status.message
+    assert status.analysis["held"] and status.failed_revision == bad
+    assert [env.get("PROXY_HEADERS") for env in engine.serving("web")] == ["strict", "strict"]   # held, not undone
