@@ -1,4 +1,4 @@
-"""Grenade-style resource hooks: `clouds/<cloud>/tests/<service>/{create,verify,destroy}`
+"""Grenade-style resource hooks: `clouds/<cloud>/tests/<service>/{create,verify,destroy,load}`
 for one service, `clouds/<cloud>/tests/<project>/…` for every service of a project (run
 once per project, before its services' own hooks).
 
@@ -9,13 +9,23 @@ with the cloud folder as its working directory and gets, besides the caller's PA
     TIDEGATE_SERVICE        the service the hook belongs to (a project's hook: the project)
     TIDEGATE_PROJECT        the OpenStack project of that service (or the project itself)
     TIDEGATE_SERVICES       the services the hook serves, space-separated (one, or the project's)
-    TIDEGATE_PHASE          create | verify | destroy
+    TIDEGATE_PHASE          create | verify | destroy | load
+    TIDEGATE_LOAD_DURING    (load only) upgrade | rollback | contract
+    TIDEGATE_LOAD_STOP      (load only) a path: stop once it exists
     TIDEGATE_HOOK_STATE     a directory kept from create to destroy (ids, names…)
     TIDEGATE_ENDPOINT_<N>   each endpoint of tests/gate.yaml, e.g. TIDEGATE_ENDPOINT_KEYSTONE
     OS_AUTH_URL             the `auth` endpoint's URL, when gate.yaml names one
     …                       the `env` of gate.yaml (credentials)
 
 Exit 0 passes; anything else fails, and the last lines of its output are the message.
+
+A `load` hook is a workload kept running while a phase changes the cloud (upgrade,
+rollback, contract): it starts with the phase's availability probes and works until the
+file `TIDEGATE_LOAD_STOP` exists (made after the phase's convergence; a file, not a signal,
+so a hook that is still starting cannot miss it), then ends its operation in flight and
+exits — 0 when every operation succeeded, else non-zero with what failed on its last line.
+It gets `hook_timeout` seconds to end, then SIGKILL (and fails). One that ends by itself
+earlier is judged by its exit code too.
 
 A change cannot weaken the hooks that judge it: the BASE commit's hooks always run (from
 the base's files, even when the head deleted or emptied them); a head hook that is new
@@ -24,12 +34,14 @@ or differs from the base's runs too, after it, with its own TIDEGATE_HOOK_STATE.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PHASES = ("create", "verify", "destroy")
+PHASES = ("create", "verify", "destroy", "load")
 
 
 def endpoint_url(config, ports, name: str) -> str:
@@ -124,13 +136,17 @@ def find(cloud_dir: Path, phase: str, order: list[str]) -> list[tuple[str, Path]
     return found
 
 
+def _environment(service: str, phase: str, env: dict[str, str], state: Path) -> dict[str, str]:
+    # no __pycache__ written into the cloud folder (a git working tree)
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+            **env, "TIDEGATE_SERVICE": service, "TIDEGATE_PHASE": phase, "TIDEGATE_HOOK_STATE": str(state)}
+
+
 def run(path: Path, service: str, phase: str, env: dict[str, str], state_dir: Path, cwd: Path,
         timeout: float) -> HookResult:
     state = state_dir / service
     state.mkdir(parents=True, exist_ok=True)
-    # no __pycache__ written into the cloud folder (a git working tree)
-    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", **env,
-            "TIDEGATE_SERVICE": service, "TIDEGATE_PHASE": phase, "TIDEGATE_HOOK_STATE": str(state)}
+    full = _environment(service, phase, env, state)
     t0 = time.monotonic()
     if not os.access(path, os.X_OK):
         return HookResult(service, phase, False, 0.0, f"{path}: not executable (chmod +x, and a #! line)")
@@ -144,3 +160,47 @@ def run(path: Path, service: str, phase: str, env: dict[str, str], state_dir: Pa
         return HookResult(service, phase, False, time.monotonic() - t0, f"{path}: cannot run: {err.strerror}")
     return HookResult(service, phase, proc.returncode == 0, time.monotonic() - t0, proc.stdout + proc.stderr,
                       proc.returncode)
+
+
+class Load:
+    """A `load` hook running in the background (see the module's contract)."""
+
+    def __init__(self, path: Path, service: str, env: dict[str, str], state_dir: Path, cwd: Path, during: str):
+        self.service, self.path = service, path
+        state = state_dir / service
+        state.mkdir(parents=True, exist_ok=True)
+        self.out = tempfile.TemporaryFile(mode="w+", prefix=f"load-{service}-")
+        self.stop_file = state / f"load-{during}.stop"
+        self.stop_file.unlink(missing_ok=True)
+        self.t0 = time.monotonic()
+        self.proc: subprocess.Popen | None = None
+        self.problem = ""
+        if not os.access(path, os.X_OK):
+            self.problem = f"{path}: not executable (chmod +x, and a #! line)"
+            return
+        try:
+            self.proc = subprocess.Popen([str(path)], cwd=cwd, stdin=subprocess.DEVNULL, stdout=self.out,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         env={**_environment(service, "load", env, state),
+                                              "TIDEGATE_LOAD_DURING": during,
+                                              "TIDEGATE_LOAD_STOP": str(self.stop_file)})
+        except OSError as err:
+            self.problem = f"{path}: cannot run: {err.strerror}"
+
+    def stop(self, timeout: float) -> HookResult:
+        """The stop file, then at most `timeout` seconds to end (its operation in flight),
+        then SIGKILL."""
+        if self.proc is None:
+            return HookResult(self.service, "load", False, 0.0, self.problem)
+        self.stop_file.touch()
+        try:
+            code = self.proc.wait(timeout=timeout)
+            tail = ""
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            code, tail = None, f"\ndid not stop within {timeout:g}s of being told: killed"
+        self.out.seek(0)
+        output = self.out.read() + tail
+        self.out.close()
+        return HookResult(self.service, "load", code == 0, time.monotonic() - self.t0, output, code)

@@ -126,10 +126,12 @@ def upgrade(g) -> None:
         return failed(p) or None
 
     g.start_probes()
+    loads = start_loads(g, "upgrade", order)
     try:
         g.converge(p, rev, "converge head", after_wave=after_wave)
     finally:
         failures, gap = g.stop_probes("upgrade")
+        stop_loads(g, p, loads, "load during upgrade")
     budget(g, p, "upgrade", failures, gap)
     g.end(p, not failed(p), failed(p), t0)
 
@@ -156,10 +158,12 @@ def rollback(g) -> None:
         g.end(p, None, f"the transition rules forbid rolling back: {why}", t0)
         return
     g.start_probes()
+    loads = start_loads(g, "rollback", g.order(g.base), head_hooks=False)
     try:
         g.converge(p, rev, "converge back to base")
     finally:
         failures, gap = g.stop_probes("rollback")
+        stop_loads(g, p, loads, "load during rollback")
     budget(g, p, "rollback", failures, gap)
     if not failed(p):
         smoke(g, p, "smoke")
@@ -178,6 +182,7 @@ def contract(g) -> None:
     from controller.status import Status
     p, t0 = g.phase("contract")
     g.start_probes()
+    loads = start_loads(g, "contract", g.order(g.head))
     try:
         if g.git.files != g.head:                 # the rollback phase committed base again
             rev = g.git.commit(g.head, f"head again: {g.cloud} at {g.report.head[:12]}, to contract")
@@ -197,6 +202,7 @@ def contract(g) -> None:
                 break
     finally:
         failures, gap = g.stop_probes("contract")
+        stop_loads(g, p, loads, "load during contract")
     if not failed(p) and not owed:
         g.end(p, None, "no service of head owes a contract phase (no contract jobs)", t0)
         return
@@ -286,6 +292,27 @@ def run_hooks(g, p: Phase, phase: str, order: list[str], label: str = "", head_h
         result = hooks.run(cloud_dir / hook.path, hook.service, phase, {**g.hook_env(), **hook.environment()},
                            g.work / "hooks" / hook.commit, cloud_dir, g.config.hook_timeout)
         name = (label or phase) + (" (head)" if hook.commit == "head" else "")
+        p.case(f"{name}:{hook.service}", result.ok, result.seconds, result.message, result.output)
+        g.say(f"  {name} {hook.service}: {'ok' if result.ok else 'FAILED'}: {result.message}")
+
+
+def start_loads(g, during: str, order: list[str], head_hooks: bool = True) -> list:
+    """The `load` hooks (base's, and head's new or changed ones), started in the background
+    for the phase `during` (see gate.hooks: a workload while the cloud changes)."""
+    running = []
+    for hook in hooks.select(g.base, g.head if head_hooks else {}, g.prefix, "load", order, g.projects()):
+        cloud_dir = g.tree(hook.commit)
+        running.append((hook, hooks.Load(cloud_dir / hook.path, hook.service, {**g.hook_env(), **hook.environment()},
+                                         g.work / "hooks" / hook.commit, cloud_dir, during)))
+        g.say(f"  load {hook.service}{' (head)' if hook.commit == 'head' else ''}: started")
+    return running
+
+
+def stop_loads(g, p: Phase, running: list, label: str) -> None:
+    """SIGTERM to each load hook, then one case each with its verdict and summary line."""
+    for hook, load in running:
+        result = load.stop(g.config.hook_timeout)
+        name = label + (" (head)" if hook.commit == "head" else "")
         p.case(f"{name}:{hook.service}", result.ok, result.seconds, result.message, result.output)
         g.say(f"  {name} {hook.service}: {'ok' if result.ok else 'FAILED'}: {result.message}")
 

@@ -386,7 +386,7 @@ def host_file(ctx):
                       "or give an absolute path on the controller's machine")
 
 
-HOOK_PHASES = ("create", "verify", "destroy")
+HOOK_PHASES = ("create", "verify", "destroy", "load")
 
 
 @rule("semantic.unknown-hook-folder", "semantic", "warning",

@@ -232,3 +232,73 @@ def test_a_longer_port_that_starts_with_a_published_one_is_left_alone():
     urls = {b"://127.0.0.1:1500": b"://127.0.0.1:41000"}
     assert _rewrite_urls(b"a http://127.0.0.1:1500/v3 b http://127.0.0.1:15000/v3", urls) == \
         b"a http://127.0.0.1:41000/v3 b http://127.0.0.1:15000/v3"
+
+
+# -- load hooks: a workload while the cloud changes -----------------------------------------
+
+LOOP_UNTIL_TOLD = """#!/usr/bin/env python3
+import os, sys, time
+done = 0
+while not os.path.exists(os.environ["TIDEGATE_LOAD_STOP"]):
+    done += 1
+    time.sleep(0.01)
+print(f"{os.environ['TIDEGATE_LOAD_DURING']}: {done} operations, {os.environ['FAILED']} failed")
+sys.exit(1 if os.environ['FAILED'] != '0' else 0)
+"""
+
+
+def start_load(tmp_path, text: str, env: dict, mode: int = 0o755):
+    from gate import hooks
+    path = tmp_path / "load"
+    path.write_text(text)
+    path.chmod(mode)
+    return hooks.Load(path, "nova", env, tmp_path / "state", tmp_path, "upgrade")
+
+
+def test_a_load_hook_works_until_told_to_stop_and_is_judged_by_its_exit(tmp_path):
+    load = start_load(tmp_path, LOOP_UNTIL_TOLD, {"FAILED": "0"})
+    result = load.stop(timeout=10)
+    assert result.ok and result.code == 0 and result.phase == "load", result.output
+    assert result.message.startswith("upgrade: ") and "0 failed" in result.message
+    assert result.message.split()[1].isdigit()            # its own summary, whatever it managed
+
+
+def test_a_load_hook_that_saw_failures_fails_with_its_last_line(tmp_path):
+    result = start_load(tmp_path, LOOP_UNTIL_TOLD, {"FAILED": "2"}).stop(timeout=10)
+    assert not result.ok and result.code == 1
+    assert result.message.endswith("2 failed (exit 1)")
+
+
+def test_a_load_hook_that_does_not_stop_is_killed_and_fails(tmp_path):
+    text = "#!/bin/sh\necho working\nwhile true; do sleep 0.1; done\n"
+    load = start_load(tmp_path, text, {})
+    import time
+    time.sleep(0.3)
+    result = load.stop(timeout=1)
+    assert not result.ok and result.code is None
+    assert "did not stop within 1s of being told: killed" in result.output
+
+
+def test_a_load_hook_that_is_not_executable_fails_at_once(tmp_path):
+    result = start_load(tmp_path, LOOP_UNTIL_TOLD, {}, mode=0o644).stop(timeout=1)
+    assert not result.ok and "not executable" in result.message
+
+
+def test_the_gate_starts_the_bases_load_hooks_and_reports_each_as_a_case(tmp_path):
+    from types import SimpleNamespace
+
+    from gate import phases
+    from gate.report import Phase
+    hook = LOOP_UNTIL_TOLD.replace("os.environ['FAILED']", "'0'").encode()
+    prefix = "clouds/t/"
+    files = {f"{prefix}tests/nova/load": (hook, EXECUTABLE)}
+    materialize(files, tmp_path / "tree-base")
+    said = []
+    g = SimpleNamespace(base=files, head=files, prefix=prefix, projects=lambda: {"nova-api": "nova"},
+                        tree=lambda commit: tmp_path / f"tree-{commit}" / prefix, hook_env=lambda: {},
+                        work=tmp_path / "work", config=SimpleNamespace(hook_timeout=10), say=said.append)
+    running = phases.start_loads(g, "rollback", ["nova-api"], head_hooks=False)
+    p = Phase("rollback")
+    phases.stop_loads(g, p, running, "load during rollback")
+    assert [(c.name, c.ok) for c in p.cases] == [("load during rollback:nova", True)]
+    assert p.cases[0].message.startswith("rollback: ")
