@@ -172,3 +172,11 @@ def test_hosts():
     for hosts in started:
         hosts.stop()
     remove_tree(base)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test of a whole OpenStack cloud (tests/demo, tests/compute) is `openstack`:
+    they take turns machine-wide, so `make test` runs them on their own (scripts/test.sh)."""
+    for item in items:
+        if {"demo", "compute"} & set(Path(str(item.fspath)).relative_to(ROOT / "tests").parts[:1]):
+            item.add_marker(pytest.mark.openstack)

@@ -5,7 +5,9 @@ before the application has loaded, and HAProxy 3.0 routes to a freshly resolved 
 before its first check) that a probe request sent to it timed out after 10 s — both tests
 failed at once (make test, stop 13). An flock, not `xdist_group`: with pytest 9.2,
 `--dist loadgroup` no longer keeps a group on one worker (measured: four grouped 3 s tests
-ran on four workers in 5.9 s)."""
+ran on four workers in 5.9 s). Among xdist workers the lock idled them, so `make test`
+runs these tests (marker `openstack`, tests/conftest.py) in a pytest of their own
+(scripts/test.sh); the lock still keeps two runs on one machine apart."""
 from __future__ import annotations
 
 import fcntl
