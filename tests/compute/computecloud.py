@@ -76,6 +76,17 @@ def upgrade(files: dict, cloud: str, services, to: str = "2026.1") -> dict:
     return out
 
 
+def gate_repo(path: Path) -> GitWork:
+    """A git repository holding clouds/compute as committed (`base`) and the Nova upgrade
+    on top (`nova`): what `tidegate gate` judges for that pull request (the gate makes its
+    own test cloud of it: name, ports, one engine)."""
+    repo = GitWork(path)
+    files = project_files()
+    repo.base = repo.commit(files, "compute cloud 2025.1")
+    repo.nova = repo.commit(upgrade(files, "compute", NOVA), "nova: 2025.1 → 2026.1")
+    return repo
+
+
 class ComputeCloud:
     def __init__(self, tmp: Path, engine):
         self.engine = engine
