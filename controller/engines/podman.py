@@ -381,7 +381,10 @@ class PodmanEngine(Engine):
         was = ((a.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
         def once():                                # the last container on a network tears its chain
             with self._addresses:                  # down, racing other podman instances (_CHAIN_RACE)
-                self.disconnect(name_or_id, network)
+                # asked of the engine whatever inspect says: make test once saw connect answer
+                # "already connected" on all three tries; disconnect() skips the call when
+                # inspect does not list the network, so a stale inspect would repeat that
+                self._disconnect(name_or_id, network)
                 return self.connect(name_or_id, network, aliases, address=was.get("IPAddress") or None,
                                     mac=was.get("MacAddress") or None)
 
@@ -397,6 +400,9 @@ class PodmanEngine(Engine):
         info = self.inspect(name_or_id)
         if info is None or network not in info.networks:
             return                                   # already drained
+        self._disconnect(name_or_id, network)
+
+    def _disconnect(self, name_or_id, network):
         body = {"container": name_or_id, "force": True}
         try:
             self._call(f"disconnect {name_or_id} from {network}",
