@@ -1,7 +1,9 @@
 """The clouds' Keystone registration jobs, run as they run in their containers (stdlib Python,
 credentials from a JSON file), against a Keystone stand-in on loopback. CI met a Keystone
 replica that had just come up answer 500 to `GET /projects` on a busy machine: the job ended
-and took the gate's base deploy with it. A 5xx is asked again; a 4xx still ends the job."""
+and took the gate's base deploy with it; make test met two compute-cloud jobs both making
+the `service` project (409 for the second). A 5xx or a 409 is asked again (the run finds
+what is there); other 4xx still end the job."""
 from __future__ import annotations
 
 import json
@@ -25,8 +27,9 @@ LISTS = {"projects": [{"id": "p1"}], "users": [{"id": "u1"}], "roles": [{"id": "
 class FakeKeystone:
     """Answers what the registration asks; the first `fail` GETs of /projects get `code`."""
 
-    def __init__(self, code: int, fail: int):
+    def __init__(self, code: int, fail: int, race: bool = False):
         self.code, self.fail, self.asked = code, fail, []
+        self.race = race                   # another job makes `service` between our GET and POST
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,6 +51,9 @@ class FakeKeystone:
                 if self.path == "/v3/auth/tokens":
                     return self._answer(201, {"token": {}}, [("X-Subject-Token", "tok")])
                 kind = self.path.rstrip("s").rsplit("/", 1)[-1]
+                if kind == "project" and outer.race:
+                    outer.race = False
+                    return self._answer(409, {"error": {"code": 409, "message": "Conflict: name is service"}})
                 return self._answer(201, {kind: {"id": "new"}})
 
             def do_PUT(self):
@@ -57,6 +63,8 @@ class FakeKeystone:
             def do_GET(self):
                 outer.asked.append(("GET", self.path))
                 plural = self.path.split("?")[0].rsplit("/", 1)[-1]
+                if plural == "projects" and outer.race:
+                    return self._answer(200, {"projects": []})
                 if plural == "projects" and outer.fail > 0:
                     outer.fail -= 1
                     return self._answer(outer.code, {"error": {"code": outer.code}})
@@ -108,3 +116,13 @@ def test_a_4xx_ends_the_job_at_once(which, keystone, tmp_path):
     assert "HTTP 403" in out.stderr and "trying again" not in out.stderr
     gets = [p for m, p in keystone.asked if m == "GET" and p.startswith("/v3/projects")]
     assert len(gets) == 1
+
+
+@pytest.mark.parametrize("which", sorted(SCRIPTS))
+@pytest.mark.parametrize("keystone", [(200, 0, True)], indirect=True)
+def test_a_project_another_job_made_meanwhile_is_found_on_the_next_run(which, keystone, tmp_path):
+    out = run_script(which, keystone, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "HTTP 409" in out.stderr and "trying again" in out.stderr
+    posts = [p for m, p in keystone.asked if m == "POST" and p == "/v3/projects"]
+    assert len(posts) == 1                       # made once, by the other job; found after

@@ -15,9 +15,11 @@ with open(os.environ.get("REGISTER_CREDENTIALS", "/etc/placement/register.json")
     CREDENTIALS = json.load(f)
 
 
-class ServerError(Exception):
-    """Keystone answered 5xx: seen once from a replica that had just come up on a busy machine
-    (500 on GET /projects). Worth asking again, unlike a 4xx."""
+class AskAgain(Exception):
+    """An answer that running the registration again can mend, unlike other 4xx: a 5xx (seen
+    once from a Keystone replica that had just come up on a busy machine: 500 on GET
+    /projects) and a 409 (seen when two services' register jobs both found no `service`
+    project and both made it: the second gets 409, and finds it when run again)."""
 
 
 def call(method, path, body=None, token=None, ok=(200, 201, 204)):
@@ -30,8 +32,8 @@ def call(method, path, body=None, token=None, ok=(200, 201, 204)):
     except urllib.error.HTTPError as err:
         if err.code in ok:
             return err.code, {}, err.headers
-        if err.code >= 500:
-            raise ServerError(f"{method} {path}: HTTP {err.code}: {err.read()[:300]!r}") from None
+        if err.code >= 500 or err.code == 409:
+            raise AskAgain(f"{method} {path}: HTTP {err.code}: {err.read()[:300]!r}") from None
         raise SystemExit(f"register: {method} {path}: HTTP {err.code}: {err.read()[:300]!r}")
 
 
@@ -43,7 +45,7 @@ def token():
         try:
             _, _, headers = call("POST", "/auth/tokens", body)
             return headers["X-Subject-Token"]
-        except (OSError, ServerError, SystemExit) as err:
+        except (OSError, AskAgain, SystemExit) as err:
             last = err
             time.sleep(2)
     raise SystemExit(f"register: no token from {AUTH}: {last}")
@@ -84,7 +86,7 @@ if __name__ == "__main__":
     for attempt in range(5):
         try:
             sys.exit(main())
-        except (OSError, ServerError) as err:  # timeouts, resets, 5xx; a 4xx ends the job at once
+        except (OSError, AskAgain) as err:  # timeouts, resets, 5xx, 409; a 4xx ends it
             print(f"register: {type(err).__name__}: {err}; trying again in 5 s", file=sys.stderr)
             time.sleep(5)
     sys.exit("register: Keystone did not answer in 5 attempts")
