@@ -36,6 +36,9 @@ LABEL_VOLUME = "tidegate.volume"      # on named volumes: the volume's name in t
 # The host (cloud.yaml's name) a replica was created for: several hosts of one cloud may
 # share an engine (hosts on one machine), and each sees only its own replicas there.
 LABEL_HOST = "tidegate.host"
+# A replica's own `lifecycle:` hooks as it was created with them (controller/lifecycle.py).
+LABEL_PRE_STOP = "tidegate.pre-stop"
+LABEL_POST_READY = "tidegate.post-ready"
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ class Container:
     state: str                      # running | exited | created | ...
     commit: str = ""
     joined: bool = True             # in its service's DNS alias (passed its health gate)
+    pre_stop: bool = False          # has a pre-stop hook (lifecycle): run before its stop signal
 
     @property
     def running(self) -> bool:

@@ -20,6 +20,11 @@ gates and an analysis window included, and starts no other; the outcome is
 (Ctrl-C in the gate) also cuts a health wait or an analysis short, so teardown is not
 kept waiting.
 
+Lifecycle hooks (controller/lifecycle.py) are the replica's own: its pre-stop runs before
+its stop signal (a Nova compute disables itself and lets its builds end) and a failure
+leaves it running, put back by its post-ready; a successor's post-ready runs after its
+health gate and deep checks, before it joins its alias.
+
 Pre-upgrade checks (`precheck` jobs, controller.precheck) run before the first wave, so
 before anything of the change is applied: exit 1 is a warning (`Outcome.warnings`, the
 progress event "warning") and the rollout goes on; any other failure stops it with every
@@ -41,7 +46,7 @@ from .desired import Desired
 from .engines.base import Engine, EngineError
 from .engines.common import one_line
 from .engines.health import stay_healthy, via, wait_healthy
-from . import precheck
+from . import lifecycle, precheck
 from .plan import Plan, ServicePlan, Step, parallel_segments
 from .secrets import SecretError
 from .spec import (ConfigError, cloud_labels, config_files, job_spec, replica_spec, secret_files,
@@ -322,6 +327,8 @@ class Executor:
             engine.start(spec.name)
         elif step.action == "wait-healthy":
             self._wait_healthy(engine, step)
+        elif step.action == "pre-stop":
+            self._pre_stop(engine, step)
         elif step.action == "drain":
             engine.disconnect(step.container, desired.cloud.network)
         elif step.action == "stop":
@@ -337,6 +344,49 @@ class Executor:
                 raise StepFailed(step, analysis_message(result.evidence), evidence=result.evidence)
         else:
             raise StepFailed(step, f"unknown step {step.action!r}")
+
+    def _pre_stop(self, engine: Engine, step: Step) -> None:
+        """The replica's own pre-stop hook: out of service, its work in flight done. It
+        fails closed: the replica is not stopped, its post-ready puts it back, and the
+        rollout stops with the hook's last words."""
+        info = engine.inspect(step.container)
+        if info is None or not info.running:
+            return                               # nothing runs: nothing to take out of service
+        try:
+            hook = lifecycle.hook(info.labels, "pre_stop")
+        except lifecycle.HookLabelError as err:
+            raise StepFailed(step, f"{step.container}: {err}; it was not stopped") from None
+        if hook is None:
+            return
+        result = lifecycle.run(engine, step.container, hook)
+        if result.exit_code == 0:
+            return
+        back = "it was not stopped"
+        try:
+            undo = lifecycle.hook(info.labels, "post_ready")
+            if undo is not None:
+                again = lifecycle.run(engine, step.container, undo)
+                back += (", and its post-ready put it back in service" if again.exit_code == 0 else
+                         f", and its post-ready exited {again.exit_code}: {lifecycle.last_line(again)}")
+        except (EngineError, lifecycle.HookLabelError) as err:
+            back += f", and its post-ready could not run: {err}"
+        raise StepFailed(step, f"pre-stop {' '.join(hook.command)!r} in {step.container} exited "
+                               f"{result.exit_code}: {lifecycle.last_line(result)}; {back}",
+                         "\n".join(result.output.splitlines()[-LOG_TAIL:]))
+
+    def _post_ready(self, engine: Engine, step: Step, info) -> None:
+        """The replica's own post-ready hook, before it joins its alias: back in service."""
+        try:
+            hook = lifecycle.hook(info.labels, "post_ready")
+        except lifecycle.HookLabelError as err:
+            raise StepFailed(step, f"{step.container}: {err}") from None
+        if hook is None:
+            return
+        result = lifecycle.run(engine, step.container, hook)
+        if result.exit_code != 0:
+            raise StepFailed(step, f"{step.container} is ready but its post-ready {' '.join(hook.command)!r} "
+                                   f"exited {result.exit_code}: {lifecycle.last_line(result)}",
+                             "\n".join(result.output.splitlines()[-LOG_TAIL:]))
 
     def _precheck(self, step: Step, command, result) -> str | None:
         """Exit 0 passes; 1 is a warning, kept in the outcome; anything else blocks."""
@@ -373,6 +423,7 @@ class Executor:
                 raise StepFailed(step, f"{step.container} is healthy but failed its {ready.reason}",
                                  engine.logs(step.container, tail=LOG_TAIL))
         if result.ok:
+            self._post_ready(engine, step, info)
             self._join(engine, step, info)
         if result.ok and step.hold:
             result = stay_healthy(engine, info, ds.service.health, step.hold, network=network, via=route,

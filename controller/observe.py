@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from .desired import (LABEL_CLOUD, LABEL_COMMIT, LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_RELEASE,
-                      LABEL_REPLICA, LABEL_ROLE, LABEL_SERVICE, Container, Observed)
+from .desired import (LABEL_CLOUD, LABEL_COMMIT, LABEL_HASH, LABEL_HOST, LABEL_MANAGED, LABEL_PRE_STOP,
+                      LABEL_RELEASE, LABEL_REPLICA, LABEL_ROLE, LABEL_SERVICE, Container, Observed)
 from .engines.base import Engine, EngineError
 
 
@@ -43,6 +43,7 @@ def observe(engines: dict[str, Engine], cloud: str) -> tuple[Observed, dict[str,
                 containers.append(Container(host, info.id, info.name, service,
                                             replica, labels.get(LABEL_HASH, ""),
                                             labels.get(LABEL_RELEASE, ""), info.state,
-                                            labels.get(LABEL_COMMIT, ""), joined))
+                                            labels.get(LABEL_COMMIT, ""), joined,
+                                            LABEL_PRE_STOP in labels))
     return Observed(tuple(sorted(containers, key=lambda c: (c.service, c.replica, c.name))),
                     frozenset(errors)), errors

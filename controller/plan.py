@@ -38,12 +38,14 @@ from .analysis import describe as describe_analysis, describe_check
 from .desired import Container, Desired, DesiredService, Observed, container_name, job_name
 
 # Rough durations (seconds) for the estimate; the bench measures the real ones.
-_EST = {"network": 0.1, "image": 0.2, "config": 0.1, "create": 1.5, "drain": 0.3, "remove": 0.3, "job": 10.0}
+_EST = {"network": 0.1, "image": 0.2, "config": 0.1, "create": 1.5, "pre-stop": 5.0, "drain": 0.3, "remove": 0.3,
+        "job": 10.0}
 
 
 @dataclass(frozen=True)
 class Step:
-    action: str                  # network | image | config | job | create | wait-healthy | drain | stop | remove
+    action: str                  # network | image | config | job | create | wait-healthy | pre-stop | stop | drain
+                                 # | remove
                                  # | analyse (the service through the cloud's front, after its rollout)
     host: str
     service: str = ""
@@ -225,8 +227,14 @@ def _retire(c: Container, note: str = "") -> list[Step]:
     The stop signal comes first: the replica finishes its in-flight requests and closes
     its listener, and the balancer retries new connections on the other replicas.
     Disconnecting first (the other order) cuts responses in flight — measured: 2 failed
-    requests of 2,001 during a 2-replica rolling upgrade, 0 with this order."""
-    return [Step("stop", c.host, c.service, c.replica, c.name, note=note),
+    requests of 2,001 during a 2-replica rolling upgrade, 0 with this order.
+
+    A running container created with a pre-stop hook (lifecycle) runs it first: the
+    replica takes itself out of service and finishes its work in flight (a Nova compute
+    is disabled and its builds end) before anything stops it."""
+    quiesce = [Step("pre-stop", c.host, c.service, c.replica, c.name)] if c.pre_stop and c.running else []
+    return [*quiesce,
+            Step("stop", c.host, c.service, c.replica, c.name, note=note),
             Step("drain", c.host, c.service, c.replica, c.name),
             Step("remove", c.host, c.service, c.replica, c.name)]
 
@@ -502,10 +510,19 @@ def _waves(desired: Desired, plans: dict[str, ServicePlan]) -> tuple[tuple[Servi
     return tuple(w for w in waves if w)
 
 
-# Steps of one batch that may run at once: a replica's retirement (stop, drain, remove),
-# its successor's create, its health gate. Only on DIFFERENT hosts: on one host the order
-# stays as planned (one engine, one set of ports), so a cloud on one host runs as before.
-_PARALLEL = {"stop": "retire", "create": "create", "wait-healthy": "wait-healthy"}
+# Steps of one batch that may run at once: a replica's retirement ([pre-stop,] stop, drain,
+# remove), its successor's create, its health gate. Only on DIFFERENT hosts: on one host the
+# order stays as planned (one engine, one set of ports), so a cloud on one host runs as before.
+_PARALLEL = {"pre-stop": "retire", "stop": "retire", "create": "create", "wait-healthy": "wait-healthy"}
+_RETIRE = (["stop", "drain", "remove"], ["pre-stop", "stop", "drain", "remove"])
+
+
+def _continues_retirement(chain: list[Step], step: Step) -> bool:
+    """`step` is the next step of the retirement that `chain` began (same container)."""
+    if chain[-1].container != step.container:
+        return False
+    actions = [s.action for s in chain] + [step.action]
+    return any(actions == full[:len(actions)] for full in _RETIRE)
 
 
 def parallel_segments(steps) -> list[list[list[Step]]]:
@@ -514,15 +531,14 @@ def parallel_segments(steps) -> list[list[list[Step]]]:
     Pure: `max_unavailable` already bounds what one batch takes out of service."""
     chains: list[list[Step]] = []
     for step in steps:
-        if chains and step.action in ("drain", "remove") and chains[-1][-1].container == step.container \
-                and chains[-1][0].action == "stop":
+        if chains and _continues_retirement(chains[-1], step):
             chains[-1].append(step)
         else:
             chains.append([step])
     segments: list[tuple[str | None, list[list[Step]]]] = []
     for chain in chains:
         stage = _PARALLEL.get(chain[0].action)
-        if stage == "retire" and [s.action for s in chain] != ["stop", "drain", "remove"]:
+        if stage == "retire" and [s.action for s in chain] not in _RETIRE:
             stage = None
         last = segments[-1] if segments else None
         if stage and last and last[0] == stage and chain[0].host not in {c[0].host for c in last[1]}:

@@ -13,7 +13,7 @@ from .desired import (LABEL_CLOUD, LABEL_COMMIT, LABEL_HASH, LABEL_HOST, LABEL_M
                       LABEL_REPLICA, LABEL_ROLE, LABEL_SERVICE, Desired, DesiredService,
                       container_name, job_name, volume_name)
 from .engines.base import ContainerSpec, FileCopy, PortMapping, VolumeMount
-from . import keyrepo
+from . import keyrepo, lifecycle
 from .secrets import SecretError
 from .volumes import volume_labels
 from validators import secrets as secret_refs
@@ -128,7 +128,8 @@ def replica_spec(desired: Desired, ds: DesiredService, replica: int) -> Containe
         # Created under its own name only: the executor adds `service_aliases` once the
         # replica passed its health gate, so a balancer never resolves a sick one.
         aliases=(),
-        labels={**labels(desired, ds, "replica", replica), LABEL_HOST: host},
+        labels={**labels(desired, ds, "replica", replica), LABEL_HOST: host,
+                **lifecycle.labels(svc.lifecycle)},
         restart_policy="on-failure",
     )
 

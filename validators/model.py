@@ -158,6 +158,26 @@ class Auth:
 
 
 @dataclass(frozen=True)
+class Hook:
+    """A command run in a replica's own container at a point of its life (`lifecycle:`)."""
+    command: tuple[str, ...]
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """`lifecycle:` of a service. `pre_stop` runs in a replica before its stop signal: it
+    takes the replica out of service and waits until its work in flight is done (a Nova
+    compute: disabled, its builds finished); a failure keeps the replica running and runs
+    its `post_ready` to put it back. `post_ready` runs in a replica that passed its health
+    gate and deep checks, before it joins its service's alias: it puts the replica (back)
+    in service. Each container keeps the hooks it was created with (labels), so an old
+    replica runs its own, with its own files."""
+    pre_stop: Hook | None = None
+    post_ready: Hook | None = None
+
+
+@dataclass(frozen=True)
 class Upgrade:
     strategy: str = "rolling"
     max_unavailable: int = 1
@@ -201,6 +221,7 @@ class Service:
     stop_signal: str = "SIGTERM"
     stop_grace: float = DEFAULT_STOP_GRACE
     ulimits: tuple[tuple[str, int, int], ...] = ()
+    lifecycle: Lifecycle = Lifecycle()
     upgrade: Upgrade = Upgrade()
     bootstrap: tuple[Job, ...] = ()
     file: str = field(default="", compare=False)           # repo path of its YAML file
@@ -408,6 +429,8 @@ def build_service(name: str, data: dict, defaults: dict, all_hosts: tuple[str, .
         stop_signal=data.get("stop_signal", "SIGTERM"),
         stop_grace=float(data.get("stop_grace", defaults.get("stop_grace", DEFAULT_STOP_GRACE))),
         ulimits=tuple(ulimits),
+        lifecycle=Lifecycle(**{k: Hook(_command(v["command"]), float(v.get("timeout", 60)))
+                               for k, v in (data.get("lifecycle") or {}).items()}),
         upgrade=Upgrade(
             strategy=upgrade.get("strategy", upgrade_defaults["strategy"]),
             max_unavailable=upgrade.get("max_unavailable", upgrade_defaults["max_unavailable"]),

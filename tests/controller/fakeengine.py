@@ -24,6 +24,7 @@ class FakeEngine(Engine):
         self.calls: list[tuple] = []          # (operation, container name, detail)
         self.fail: dict[str, BaseException] = {}   # operation -> raised when it is called
         self.job_results: dict[str, ExecResult] = {}   # job phase (precheck…) -> what its jobs return
+        self.exec_results: dict[tuple, ExecResult] = {}   # command -> what an exec of it returns
 
     def _log(self, op: str, name: str = "", detail=None) -> None:
         self.calls.append((op, name, detail))
@@ -82,7 +83,7 @@ class FakeEngine(Engine):
 
     def exec(self, name_or_id, command, *, environment=None, timeout=None):
         self._log("exec", name_or_id, tuple(command))
-        return ExecResult(0, "")
+        return self.exec_results.get(tuple(command), ExecResult(0, ""))
 
     def wait(self, name_or_id, timeout=None):
         return 0
