@@ -106,7 +106,10 @@ Journal = Callable[[Step], None]              # called (serialised) after each s
 # `intent` is called (serialised) before each step runs: what a crash or a failure must know began
 # Called after each wave that converged, with (wave number from 1, number of waves, the wave);
 # a message stops the rollout like a failed step (the gate's --matrix verifies there).
-AfterWave = Callable[[int, int, tuple[ServicePlan, ...]], "str | None"]
+# Also called INSIDE a wave that is one in-place service (Nova's computes), after each of
+# its batches but the last, with batch=(service, batches done, batches): one host's
+# replica at the new release, another's still at the old, nothing else moving.
+AfterWave = Callable[..., "str | None"]
 
 
 class Executor:
@@ -143,7 +146,8 @@ class Executor:
                 break
             with ThreadPoolExecutor(max_workers=max(1, len(wave)), thread_name_prefix="tidegate-svc") as pool:
                 try:
-                    results = list(pool.map(lambda sp: self._run_service(sp, outcome), wave))
+                    results = list(pool.map(
+                        lambda sp: self._run_service(sp, outcome, (number, len(plan.waves), wave)), wave))
                 except BaseException:
                     # KeyboardInterrupt in this thread: the workers stop at their next step
                     # (and leave health waits) before the pool's exit waits for them
@@ -160,13 +164,16 @@ class Executor:
         outcome.seconds = time.monotonic() - start
         return outcome
 
-    def _run_service(self, sp: ServicePlan, outcome: Outcome) -> bool:
+    def _run_service(self, sp: ServicePlan, outcome: Outcome, where: tuple = (1, 1, ())) -> bool:
         """The service's steps in order; the chains of a batch on different hosts at once
         (plan.parallel_segments: a per-host agent on 100 hosts is not rolled one host at
-        a time when max_unavailable allows more)."""
+        a time when max_unavailable allows more). `where`: (wave number, waves, the wave)."""
         created: list[Step] = []         # successors not yet through their health gate
         stop = threading.Event()         # a chain failed or was cancelled: the others start nothing new
-        for segment in parallel_segments(sp.steps):
+        segments = parallel_segments(sp.steps)
+        batches = sum(1 for segment in segments if segment[0][0].action == "wait-healthy")
+        done = 0
+        for i, segment in enumerate(segments):
             if len(segment) == 1:
                 ends = [self._run_chain(segment[0], outcome, created, stop)]
             else:
@@ -177,7 +184,25 @@ class Executor:
                 return False
             if "cancelled" in ends:
                 return False             # successors already made are waited for by the next run
+            if segment[0][0].action == "wait-healthy":
+                done += 1
+                if not self._within_wave(sp, where, segments[i + 1:], (done, batches), outcome):
+                    return False
         return True
+
+    def _within_wave(self, sp: ServicePlan, where: tuple, rest, batch: tuple[int, int], outcome: Outcome) -> bool:
+        """After a batch of an in-place service alone in its wave, with old replicas still
+        to go: the mixed state within it, for `after_wave` (the gate's --matrix)."""
+        number, total, wave = where
+        if self.after_wave is None or sp.strategy != "in-place" or len(wave) != 1 or self.cancel.is_set() \
+                or not any(chain[0].action in ("pre-stop", "stop") for segment in rest for chain in segment):
+            return True
+        problem = self.after_wave(number, total, wave, batch=(sp.service, *batch))
+        if problem:
+            with self._lock:
+                outcome.ok = False
+                outcome.error = f"within wave {number} ({sp.service}, after batch {batch[0]} of {batch[1]}): {problem}"
+        return not problem
 
     def _run_chain(self, chain: list[Step], outcome: Outcome, created: list[Step], stop: threading.Event) -> str:
         """One host's steps of a batch, in order: "done", "failed" or "cancelled"."""

@@ -109,15 +109,23 @@ def smoke_and_create(g) -> None:
 
 def upgrade(g) -> None:
     """The head commit, converged once as the controller will (one plan, its waves, the
-    same executor) under availability probes; --matrix runs the verify hooks between waves,
-    and a failing one stops the rollout like a failed step."""
+    same executor) under availability probes; --matrix runs the verify hooks between waves
+    and inside a wave of one in-place service after each host but the last (Nova's
+    computes: one at the new release, one at the old), and a failing one stops the rollout
+    like a failed step."""
     p, t0 = g.phase("upgrade")
     rev = g.git.commit(g.head, f"head: {g.cloud} at {g.report.head[:12]}")
     order = g.order(g.head)
     since = [time.monotonic()]
 
-    def after_wave(number: int, total: int, wave) -> str | None:
+    def after_wave(number: int, total: int, wave, batch=None) -> str | None:
         names = ", ".join(sp.service for sp in wave)
+        if batch is not None:        # inside an in-place wave: one host's replica new, another's old
+            service, done, batches = batch
+            if g.matrix:
+                g.say(f"  wave {number}/{total}: {service}: {done} of {batches} hosts converged")
+                run_hooks(g, p, "verify", order, label=f"verify within wave {number} ({service} {done}/{batches})")
+            return failed(p) or None
         p.case(f"wave {number}: {names}", True, time.monotonic() - since[0])
         g.say(f"  wave {number}/{total}: {names}: converged")
         if g.matrix and number < total:
