@@ -145,6 +145,10 @@ class Client:
         """host -> state of each nova-compute service ('up' or 'down')."""
         return {s["host"]: s["state"] for s in self.get("nova", "/os-services?binary=nova-compute")["services"]}
 
+    def compute_status(self) -> dict[str, str]:
+        """host -> status of each nova-compute service ('enabled' or 'disabled')."""
+        return {s["host"]: s["status"] for s in self.get("nova", "/os-services?binary=nova-compute")["services"]}
+
     @staticmethod
     def wait(ready, timeout: float, what: str, interval: float = 1.0) -> None:
         deadline = time.monotonic() + timeout

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from .builds import Builds
 from .computecloud import NOVA, ComputeCloud
 from .osclient import Failed
 
@@ -70,14 +71,24 @@ def test_compute_cloud_deploy_nova_and_neutron_upgrades_with_servers_alive(engin
         assert port["fixed_ips"] and port["binding:vif_type"] == "unbound"   # no agent binds it here
         servers = {boot_and_check(cloud, f"before-{h}", flavor, image, h): h for h in ("cmp1", "cmp2")}
 
-        # Nova 2025.1 → 2026.1: one commit, under load.
+        # Nova 2025.1 → 2026.1: one commit, under load — servers listed through the front,
+        # and servers built all along. Each compute is disabled and its builds finish
+        # before it stops (its pre-stop), and it is enabled again once its successor serves.
         upgrade = cloud.commit_upgrade(NOVA, "nova: 2025.1 → 2026.1")
-        with cloud.load() as load:
-            status = cloud.reconcile(upgrade)
-        print(f"nova upgrade: {load.summary()}")
+        hooks = []
+
+        def progress(event, step, detail):
+            if step.action == "pre-stop" or (step.action == "wait-healthy" and step.service == "nova-compute"):
+                hooks.append((event, step.action, step.container, detail))
+        with cloud.load() as load, Builds(c, flavor, image) as builds:
+            status = cloud.reconcile(upgrade, progress=progress)
+        print(f"nova upgrade: {load.summary()}; builds: {builds.summary()}; compute steps: {hooks}")
         assert status.condition() == "Ready" and status.last_applied_revision == upgrade, status.render()
         assert {s: cloud.version(s) for s in NOVA} == {s: {"33.0.2"} for s in NOVA}
         assert load.failed == 0 and load.ok > 0, (load.summary(), load.errors)
+        assert not builds.failed and builds.ok > 0, (builds.summary(), builds.failed)
+        assert [h[1] for h in hooks if h[0] == "done"].count("pre-stop") == 2, hooks
+        assert c.compute_status() == {"cmp1": "enabled", "cmp2": "enabled"}
         cloud.wait_computes_up()
         assert servers_on_their_hosts(cloud, servers) == {sid: ("ACTIVE", h) for sid, h in servers.items()}
         servers[boot_and_check(cloud, "after-upgrade", flavor, image, "cmp2")] = "cmp2"
