@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Gate figures (issue #6): the whole gate's wall time and each phase's, images cached.
 
-    bench/gate.py [web|demo|compute|all] [podman|docker] [--matrix]   (default: all, podman)
+    bench/gate.py [web|demo|compute|neutron|all] [podman|docker] [--matrix]   (default: all, podman)
 
 web:     the web test cloud (2 replicas behind HAProxy), web 2025.1 → 2025.2.
 demo:    the demo cloud (clouds/demo), placement 2025.1 → 2026.1 (goal: under 3 minutes on
@@ -9,6 +9,8 @@ demo:    the demo cloud (clouds/demo), placement 2025.1 → 2026.1 (goal: under 
 compute: the compute cloud (clouds/compute), Nova 2025.1 → 2026.1, its hooks booting
          servers and its load hooks building servers and making ports all along (goal:
          well under 10 minutes; Grenade's job takes about an hour). Not in `all`.
+neutron: the compute cloud, neutron-server 2025.1 → 2026.1 (expand before the first new
+         server; the rollback phase reverts it before the contract). Not in `all`.
 --matrix: verify hooks between the upgrade's waves too.
 A private engine is started for the run and stopped after it.
 """
@@ -56,7 +58,14 @@ def compute_change(engine, tmp: Path) -> tuple[str, str, str, str]:
     return str(repo.path), "compute", repo.base, repo.nova
 
 
-CHANGES = {"web": (web_change, 180), "demo": (demo_change, 180), "compute": (compute_change, 600)}
+def neutron_change(engine, tmp: Path) -> tuple[str, str, str, str]:
+    from tests.compute.computecloud import gate_repo
+    repo = gate_repo(tmp / "repo")
+    return str(repo.path), "compute", repo.base, repo.neutron
+
+
+CHANGES = {"web": (web_change, 180), "demo": (demo_change, 180), "compute": (compute_change, 600),
+           "neutron": (neutron_change, 600)}
 
 
 def main(argv: list[str]) -> int:
@@ -72,7 +81,7 @@ def main(argv: list[str]) -> int:
 def warm_images(which: str, engine, repo: str, cloud: str, base: str, head: str, keys) -> None:
     """Images of base and head built (cached by recipe hash): builds are not what this
     measures. The compute cloud's are built directly; the others by a first gate run."""
-    if which != "compute":
+    if which not in ("compute", "neutron"):
         Gate(repo, cloud, base, head, kind=engine.kind, url=engine.url, out=lambda line: None, rollback=False,
              identities=keys).run()
         return
@@ -81,7 +90,7 @@ def warm_images(which: str, engine, repo: str, cloud: str, base: str, head: str,
     from validators.load import load_cloud
     from validators.tree import MemoryTree
     names, files = set(), project_files()
-    for state in (files, upgrade(files, "compute", NOVA)):
+    for state in (files, upgrade(files, "compute", NOVA + ("neutron-server",))):
         loaded = load_cloud(MemoryTree({k: v for k, (v, _) in state.items()}), "compute")
         names |= {s.build for s in loaded.cloud.services.values() if s.build}
     for name in sorted(names):
@@ -109,7 +118,7 @@ def one(which: str, kind: str, matrix: bool = False) -> int:
             print(f"  {p.name:<14} {p.seconds:6.1f} s  {'' if p.ok else ('skipped' if p.ok is None else 'FAILED')}"
                   f"{' ' + p.message if p.message and not p.ok else ''}")
             for c in p.cases:
-                if c.name.startswith(("wave ", "load during", "verify after wave")) or not c.ok:
+                if c.name.startswith(("wave ", "load during", "verify after wave", "verify within wave")) or not c.ok:
                     print(f"    {c.name:<40} {c.seconds:6.1f} s  {c.message[:150]}")
         for label, probes in report.probes.items():
             for name, v in probes.items():

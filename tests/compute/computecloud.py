@@ -77,13 +77,18 @@ def upgrade(files: dict, cloud: str, services, to: str = "2026.1") -> dict:
 
 
 def gate_repo(path: Path) -> GitWork:
-    """A git repository holding clouds/compute as committed (`base`) and the Nova upgrade
-    on top (`nova`): what `tidegate gate` judges for that pull request (the gate makes its
-    own test cloud of it: name, ports, one engine)."""
+    """A git repository holding clouds/compute as committed (`base`), the Nova upgrade on
+    top of it (`nova`, branch main) and the Neutron upgrade on top of it (`neutron`, its
+    own branch): the two pull requests `tidegate gate` judges (the gate makes its own test
+    cloud of each: name, ports, one engine)."""
     repo = GitWork(path)
     files = project_files()
     repo.base = repo.commit(files, "compute cloud 2025.1")
     repo.nova = repo.commit(upgrade(files, "compute", NOVA), "nova: 2025.1 → 2026.1")
+    repo.git("checkout", "-q", "-b", "upgrade-neutron", repo.base)
+    repo.files = dict(files)
+    repo.neutron = repo.commit(upgrade(files, "compute", ("neutron-server",)), "neutron: 2025.1 → 2026.1")
+    repo.git("checkout", "-q", "main")
     return repo
 
 
