@@ -305,9 +305,7 @@ class DockerEngine(Engine):
             if self._network(name) is not None:
                 return
             try:
-                # a user-defined bridge network: docker's embedded DNS resolves names and aliases
-                self._call(f"create network {name}", lambda: self.client.networks.create(
-                    name, driver="bridge", labels=dict(labels or {}), check_duplicate=True))
+                self._create_network(name, labels)
             except EngineError as err:
                 if "already exists" not in err.message:
                     raise
@@ -315,6 +313,29 @@ class DockerEngine(Engine):
                     if n.name == name]
             for extra in sorted(same, key=lambda n: n.attrs.get("Created", ""))[1:]:
                 self._call(f"remove duplicate network {name}", extra.remove, missing_ok=True)
+
+    def _create_network(self, name, labels) -> None:
+        """A user-defined bridge network (docker's embedded DNS resolves names and aliases)
+        whose subnet is its own: docker lets a container ask for its address only on a
+        network whose subnet the user configured, and `rejoin` asks for the address it had.
+        Docker picks a free subnet for a first network, which is made again at once with that
+        subnet as its own (it is empty). If another network took the subnet meanwhile, it
+        stays a network with docker's subnet."""
+        create = lambda **kw: self._call(f"create network {name}", lambda: self.client.networks.create(  # noqa: E731
+            name, driver="bridge", labels=dict(labels or {}), check_duplicate=True, **kw))
+        first = create()
+        first.reload()
+        pools = (first.attrs.get("IPAM") or {}).get("Config") or []
+        if not pools or not pools[0].get("Subnet"):
+            return
+        self._call(f"remove network {name}", first.remove, missing_ok=True)
+        pool = docker.types.IPAMPool(subnet=pools[0]["Subnet"], gateway=pools[0].get("Gateway"))
+        try:
+            create(ipam=docker.types.IPAMConfig(pool_configs=[pool]))
+        except EngineError as err:
+            if "already exists" in err.message:
+                raise
+            create()
 
     def remove_network(self, name):
         net = self._network(name)
@@ -327,15 +348,29 @@ class DockerEngine(Engine):
         return [n.name for n in nets]
 
     def rejoin(self, name_or_id, network, aliases):
-        # Docker takes an address only on networks created with a subnet ("user specified
-        # IP address is supported only when connecting to networks with user configured
-        # subnets"). It hands the freed address out again when nothing took it meanwhile
-        # (and derives the MAC from it, 20.10): no start of this engine object (where a
-        # container gets its address) runs between the two calls. Measured without that:
-        # two services of one wave on one host, one successor came back with the other's
-        # new address.
+        # Docker takes a requested address only on a network whose subnet the user configured
+        # ("user specified IP address is supported only when connecting to networks with user
+        # configured subnets"): tidegate's networks are (_create_network), and the address is
+        # asked for. Left to itself, docker hands out the lowest free address (and derives the
+        # MAC from it, 20.10): a job container that ended meanwhile freed a lower one, and a
+        # successor came back as .7, not .9 (a gate's base deploy). No start of this engine
+        # object (where a container gets its address) runs between the two calls: measured
+        # without that, two services of one wave on one host, one successor came back with
+        # the other's new address. A network made by an older tidegate keeps the old way.
+        a = self._call(f"inspect {name_or_id}", lambda: self.api.inspect_container(name_or_id))
+        was = (((a.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}).get("IPAddress")
         with self._addresses:
-            super().rejoin(name_or_id, network, aliases)
+            self.disconnect(name_or_id, network)
+            if not was:
+                return self.connect(name_or_id, network, aliases)
+            try:
+                self._call(f"connect {name_or_id} to {network} as {was}",
+                           lambda: self.api.connect_container_to_network(name_or_id, network, aliases=list(aliases),
+                                                                         ipv4_address=was))
+            except EngineError as err:
+                if "user configured subnets" not in err.message:
+                    raise
+                self.connect(name_or_id, network, aliases)      # a network made by an older tidegate
 
     def connect(self, name_or_id, network, aliases=()):
         self._call(f"connect {name_or_id} to {network}",

@@ -552,3 +552,23 @@ def test_two_hosts_are_independent(two_hosts, unique):
         for host in two_hosts:
             host.remove(name)
             host.remove_network(net)
+
+
+def test_rejoin_gets_its_own_address_back_when_a_lower_one_was_freed(engine, base_image, unique, cleanup):
+    """A job container that ended during a successor's health gate frees an address lower
+    than the successor's; the successor's rejoin must still come back as itself (its
+    connections opened during the gate would hang otherwise). Docker hands out the lowest
+    free address unless asked: seen as "came back as 10.100.0.7, not 10.100.0.9"."""
+    net = f"{unique}-net"
+    names = [f"{unique}-{n}" for n in ("a", "job", "srv")]
+    cleanup["containers"] += names
+    cleanup["networks"].append(net)
+    engine.ensure_network(net)
+    for name in names:
+        started(engine, name, base_image, ["sleep", "120"], network=net)
+    srv = engine.inspect(names[2])
+    engine.stop(names[1], grace=0)
+    engine.remove(names[1])                            # the job ended: its address is free
+    engine.rejoin(names[2], net, ("api", "api-0"))
+    after = engine.inspect(names[2])
+    assert after.ip(net) == srv.ip(net) and set(after.networks[net][1]) >= {"api", "api-0"}
