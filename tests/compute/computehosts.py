@@ -151,6 +151,10 @@ class HostsComputeCloud(ComputeCloud):
         with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
             return dict(pool.map(on, sorted(wanted)))
 
+    def front_log(self) -> str:
+        """The front's log: requests that failed or ended abnormally (dontlog-normal)."""
+        return "\n".join(engine.logs(c.id, tail=200) for engine, c in self.containers("haproxy"))
+
     def teardown(self) -> None:
         from controller.teardown import remove_cloud
         for host, engine in self.engines.items():

@@ -10,9 +10,12 @@ class Timings:
     def __init__(self):
         self.started: dict[tuple, float] = {}
         self.spans: list[tuple[str, str, str, float, float]] = []    # service, host, action, start, end
+        self.lines: list[str] = []          # every event, with the wall clock (shown on failure)
 
     def __call__(self, event, step, detail) -> None:
         key = (step.service, step.host, step.action, step.container, step.job, step.phase)
+        self.lines.append(f"{time.strftime('%H:%M:%S')} {event} {step.action} {step.host} "
+                          f"{step.container or step.service} {detail}".rstrip())
         if event == "start":
             self.started[key] = time.monotonic()
         elif event in ("done", "failed") and key in self.started:
@@ -21,6 +24,7 @@ class Timings:
     def clear(self) -> None:
         self.started.clear()
         self.spans.clear()
+        self.lines.clear()
 
     def per_service(self) -> dict[str, float]:
         first, last = {}, {}
