@@ -3,9 +3,9 @@ as one test: real Nova 31, Neutron 26, Glance 30, Placement and Keystone 2025.1 
 packages, the control plane on host ctl and a fake-driver compute on each of cmp1 and cmp2
 (three test hosts, podman, reached only over ssh://: computehosts.py), deployed and
 bootstrapped from the cloud's files by the controller; a flavor, a Glance image, a Neutron
-network, subnet and port, and a server on each compute; then the Nova 2025.1 → 2026.1 upgrade as one commit (conductor, then
-scheduler and API, then the computes one host at a time) while a load client lists
-servers through the front: 0 failed requests, every server still ACTIVE on its host, a
+network, subnet and port, and a server on each compute; then the Nova 2025.1 → 2026.1
+upgrade as one commit (conductor, then scheduler and API, then the computes one host at a
+time) while a load client lists servers through the front: 0 failed requests, every server still ACTIVE on its host, a
 new server boots; the contract (online data migrations); the Neutron upgrade (a second
 commit) and its revert under load on Neutron's API; and Nova's revert, refused by check
 (Nova refuses older services once newer ones ran — ServiceTooOld — so check refuses a Nova
@@ -110,7 +110,8 @@ def test_compute_cloud_over_three_machines_deploys_upgrades_nova_and_neutron_wit
             status, seconds = timed(cloud, upgrade)
         print(f"nova upgrade: {seconds:.1f} s, {load.summary()}")
         print("  per service (s):", {s: round(t, 1) for s, t in sorted(cloud.timings.per_service().items())})
-        print("  nova-compute per host (s):", {h: round(t, 1) for h, t in cloud.timings.per_host("nova-compute").items()})
+        print("  nova-compute per host (s):",
+              {h: round(t, 1) for h, t in cloud.timings.per_host("nova-compute").items()})
         assert status.condition() == "Ready" and status.last_applied_revision == upgrade, status.render()
         assert {s: cloud.version(s) for s in NOVA} == {s: {"33.0.2"} for s in NOVA}
         assert load.failed == 0 and load.ok > 0, why(cloud, load)
