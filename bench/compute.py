@@ -24,7 +24,6 @@ import argparse
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,37 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from controller.engines import connect, local  # noqa: E402
 from tests.compute.computecloud import NOVA, ComputeCloud  # noqa: E402
+from tests.compute.timings import Timings  # noqa: E402
 from tests.conftest import remove_tree  # noqa: E402
-
-
-class Timings:
-    """Step start/end times from the executor's progress events."""
-
-    def __init__(self):
-        self.started: dict[tuple, float] = {}
-        self.spans: list[tuple[str, str, str, float, float]] = []    # service, host, action, start, end
-
-    def __call__(self, event, step, detail) -> None:
-        key = (step.service, step.host, step.action, step.container, step.job, step.phase)
-        if event == "start":
-            self.started[key] = time.monotonic()
-        elif event in ("done", "failed") and key in self.started:
-            self.spans.append((step.service, step.host, step.action, self.started.pop(key), time.monotonic()))
-
-    def per_service(self) -> dict[str, float]:
-        first, last = {}, {}
-        for service, _host, _action, t0, t1 in self.spans:
-            first[service] = min(first.get(service, t0), t0)
-            last[service] = max(last.get(service, t1), t1)
-        return {s: last[s] - first[s] for s in first}
-
-    def per_host(self, service: str) -> dict[str, float]:
-        """From the old replica's stop to the end of its successor's health gate, per host."""
-        spans = defaultdict(list)
-        for svc, host, action, t0, t1 in self.spans:
-            if svc == service and action in ("stop", "remove", "create", "wait-healthy"):
-                spans[host].append((t0, t1))
-        return {h: max(t1 for _, t1 in s) - min(t0 for t0, _ in s) for h, s in sorted(spans.items())}
 
 
 def main() -> int:

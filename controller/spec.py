@@ -126,8 +126,12 @@ def replica_spec(desired: Desired, ds: DesiredService, replica: int) -> Containe
         ports=tuple(PortMapping(p.container, p.host, p.protocol, address if p.on_host_address else p.host_ip)
                     for p in svc.published),
         # Created under its own name only: the executor adds `service_aliases` once the
-        # replica passed its health gate, so a balancer never resolves a sick one.
-        aliases=(),
+        # replica passed its health gate, so a balancer never resolves a sick one. Not
+        # one that publishes ports on its host's address (a cloud of machines): other
+        # machines reach it there as soon as it listens, and the late join (leave the
+        # network, join again) cut the requests they had in flight — a front's request
+        # to a new nova-api hung 60 s (tests/compute). It is created in its alias.
+        aliases=service_aliases(svc.name, replica) if any(p.on_host_address for p in svc.published) else (),
         labels={**labels(desired, ds, "replica", replica), LABEL_HOST: host,
                 **lifecycle.labels(svc.lifecycle)},
         restart_policy="on-failure",

@@ -16,7 +16,8 @@ from .osclient import APIError, Client, Failed
 
 class Builds:
     def __init__(self, client: Client, flavor: str, image: str, *, limit: int = 300, prefix: str = "load"):
-        self.client = Client(client.ports, client.password, client.user, client.project)   # its own token
+        self.client = Client(client.ports, client.password, client.user, client.project,   # its own token
+                             client.address)
         self.flavor, self.image, self.limit, self.prefix = flavor, image, limit, prefix
         self.ok = 0
         self.failed: list[str] = []

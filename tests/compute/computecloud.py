@@ -24,6 +24,7 @@ from validators.load import load_cloud
 from validators.tree import MemoryTree
 
 from .osclient import Client
+from .timings import Timings
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOUD = ROOT / "clouds/compute"
@@ -93,17 +94,28 @@ def gate_repo(path: Path) -> GitWork:
 
 
 class ComputeCloud:
+    """The cloud on one engine (every host maps to it); see computehosts.py for the
+    cloud over test hosts that are separate machines."""
+
     def __init__(self, tmp: Path, engine):
+        name = f"cmp{uuid.uuid4().hex[:6]}"
+        ports = {api: free_port() for api in FRONT}
         self.engine = engine
-        self.name = f"cmp{uuid.uuid4().hex[:6]}"
-        self.ports = {api: free_port() for api in FRONT}
-        self.files = rename(project_files(), self.name, engine.kind, engine.url, self.ports)
+        self.start(tmp, name, rename(project_files(), name, engine.kind, engine.url, ports),
+                   {h: engine for h in HOSTS}, ports)
+
+    def start(self, tmp: Path, name: str, files: dict, engines: dict, ports: dict[str, int],
+              front: str = "127.0.0.1") -> None:
+        """Commit `files` (cloud `name`) as the base; `engines`: host -> Engine; the
+        front's `ports` per API, on address `front`."""
+        self.name, self.files, self.engines, self.ports = name, files, engines, ports
         self.repo = GitWork(tmp / "repo")
         self.state_dir = tmp / "state"
         self.base = self.repo.commit(self.files, "compute cloud 2025.1")
         self.identities = load_identities(KEY)
         vault = Vault.of(self.tree(), f"clouds/{self.name}", self.identities)
-        self.client = Client(self.ports, vault.text("keystone-admin"))
+        self.client = Client(self.ports, vault.text("keystone-admin"), address=front)
+        self.timings = Timings()
 
     def tree(self, files=None) -> MemoryTree:
         return MemoryTree({k: v for k, (v, _) in (files or self.files).items()})
@@ -119,8 +131,9 @@ class ComputeCloud:
                 for name in sorted(names)}
 
     def controller(self, **kw) -> Controller:
+        kw.setdefault("progress", self.timings)
         return Controller(Source(str(self.repo.path)), self.name, state_dir=self.state_dir,
-                          engines={h: self.engine for h in HOSTS}, identities=self.identities, **kw)
+                          engines=dict(self.engines), identities=self.identities, **kw)
 
     def reconcile(self, rev: str = "HEAD", **kw):
         return self.controller(**kw).reconcile(rev)
@@ -137,22 +150,30 @@ class ComputeCloud:
         self.files = {k: ((self.repo.path / k).read_bytes(), m) for k, (_, m) in self.files.items()}
         return self.repo.git("rev-parse", "HEAD")
 
-    def containers(self, service: str) -> list:
-        return [c for c in self.engine.list_containers({"tidegate.cloud": self.name, "tidegate.service": service,
-                                                        "tidegate.role": "replica"}) if c.running]
+    def containers(self, service: str) -> list[tuple]:
+        """(engine, container) of each running replica of `service`, on every host."""
+        out, seen = [], set()
+        for engine in self.engines.values():
+            if id(engine) in seen:          # one engine may serve several hosts
+                continue
+            seen.add(id(engine))
+            out += [(engine, c) for c in engine.list_containers({
+                "tidegate.cloud": self.name, "tidegate.service": service, "tidegate.role": "replica"}) if c.running]
+        return out
 
     def version(self, service: str) -> set[str]:
         """The Nova (or Neutron) package version each running replica of `service` runs."""
         package = "neutron" if service.startswith("neutron") else "nova"
         found = set()
-        for c in self.containers(service):
-            out = self.engine.exec(c.id, ["python3", "-c", "import importlib.metadata as m; "
-                                                           f"print(m.version({package!r}))"])
+        for engine, c in self.containers(service):
+            out = engine.exec(c.id, ["python3", "-c", "import importlib.metadata as m; "
+                                                      f"print(m.version({package!r}))"])
             found.add(out.output.strip().splitlines()[-1])
         return found
 
     def logs(self, service: str, lines: int = 40) -> str:
-        return "\n".join(f"== {c.name}\n{self.engine.logs(c.id, tail=lines)}" for c in self.containers(service))
+        return "\n".join(f"== {c.name} on {engine.host}\n{engine.logs(c.id, tail=lines)}"
+                         for engine, c in self.containers(service))
 
     def wait_computes_up(self, timeout: float = 240) -> dict[str, str]:
         """Both computes up in Nova (and mapped to cell1 by the scheduler's discovery)."""

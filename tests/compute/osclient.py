@@ -17,17 +17,20 @@ class Failed(Exception):
 
 
 class Client:
-    """`ports`: the front's host port per API (keystone, nova, neutron, glance, placement)."""
+    """`ports`: the front's host port per API (keystone, nova, neutron, glance, placement),
+    published on `address` (the front's host: this machine, or a test host's address)."""
 
     NOVA_VERSION = "2.79"          # served by Nova 31 (2025.1) and 33 (2026.1)
 
-    def __init__(self, ports: dict[str, int], password: str, user: str = "admin", project: str = "admin"):
+    def __init__(self, ports: dict[str, int], password: str, user: str = "admin", project: str = "admin",
+                 address: str = "127.0.0.1"):
         self.ports, self.password, self.user, self.project = ports, password, user, project
+        self.address = address
         self._token = ""
 
     def url(self, api: str, path: str = "") -> str:
         base = {"keystone": "/v3", "nova": "/v2.1"}.get(api, "")
-        return f"http://127.0.0.1:{self.ports[api]}{base}{path}"
+        return f"http://{self.address}:{self.ports[api]}{base}{path}"
 
     def token(self, refresh: bool = False) -> str:
         if self._token and not refresh:

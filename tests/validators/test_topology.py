@@ -46,6 +46,17 @@ def test_exposed_ports_are_published_on_each_replicas_host_address():
         [(5000, 15000, "")]
 
 
+def test_a_replica_published_on_its_hosts_address_is_created_in_its_alias():
+    """Other machines reach it through its host's port from its start: joining the alias
+    later (leave the network, join again) would cut their requests in flight."""
+    des = desired_state(cloud_of(layout()), MemoryTree(files(layout(), MACHINES)), "c0ffee")
+    assert replica_spec(des, des.services["keystone"], 1).aliases == ("keystone", "keystone-1")
+    assert replica_spec(des, des.services["front"], 0).aliases == ()      # its own ports only: joins after its gate
+    one = {k: {**v, "hosts": ["h1"]} for k, v in layout().items()}
+    des = desired_state(cloud_of(one, ONE_MACHINE), MemoryTree(files(one, ONE_MACHINE)), "c0ffee")
+    assert replica_spec(des, des.services["keystone"], 0).aliases == ()
+
+
 def test_a_service_resolves_what_it_depends_on_to_the_hosts_that_run_it():
     des = desired_state(cloud_of(layout()), MemoryTree(files(layout(), MACHINES)), "c0ffee")
     front = replica_spec(des, des.services["front"], 0)
