@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -51,9 +52,16 @@ def _request(method, url, body, token, headers, raw):
             text = r.read()
             return r.status, (json.loads(text) if text.strip() else {}), dict(r.headers)
     except urllib.error.HTTPError as err:
-        raise APIError(f"{method} {url}: HTTP {err.code}: {err.read()[:300].decode(errors='replace')}") from None
+        raise APIError(f"{method} {url}: HTTP {err.code}: {one_line(err.read()[:600].decode(errors='replace'))}") \
+            from None
     except OSError as err:
         raise APIError(f"{method} {url}: {err}") from None
+
+
+def one_line(text: str) -> str:
+    """An answer's body as one line (HAProxy's error pages are HTML: their text, no tags):
+    the gate shows a hook's last line."""
+    return " ".join(re.sub(r"<[^>]*>", " ", text).split())[:300]
 
 
 def token() -> str:
