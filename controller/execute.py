@@ -371,47 +371,16 @@ class Executor:
             raise StepFailed(step, f"unknown step {step.action!r}")
 
     def _pre_stop(self, engine: Engine, step: Step) -> None:
-        """The replica's own pre-stop hook: out of service, its work in flight done. It
-        fails closed: the replica is not stopped, its post-ready puts it back, and the
-        rollout stops with the hook's last words."""
-        info = engine.inspect(step.container)
-        if info is None or not info.running:
-            return                               # nothing runs: nothing to take out of service
         try:
-            hook = lifecycle.hook(info.labels, "pre_stop")
-        except lifecycle.HookLabelError as err:
-            raise StepFailed(step, f"{step.container}: {err}; it was not stopped") from None
-        if hook is None:
-            return
-        result = lifecycle.run(engine, step.container, hook)
-        if result.exit_code == 0:
-            return
-        back = "it was not stopped"
-        try:
-            undo = lifecycle.hook(info.labels, "post_ready")
-            if undo is not None:
-                again = lifecycle.run(engine, step.container, undo)
-                back += (", and its post-ready put it back in service" if again.exit_code == 0 else
-                         f", and its post-ready exited {again.exit_code}: {lifecycle.last_line(again)}")
-        except (EngineError, lifecycle.HookLabelError) as err:
-            back += f", and its post-ready could not run: {err}"
-        raise StepFailed(step, f"pre-stop {' '.join(hook.command)!r} in {step.container} exited "
-                               f"{result.exit_code}: {lifecycle.last_line(result)}; {back}",
-                         "\n".join(result.output.splitlines()[-LOG_TAIL:]))
+            lifecycle.pre_stop(engine, step.container)
+        except lifecycle.HookFailed as err:
+            raise StepFailed(step, str(err), err.output) from None
 
     def _post_ready(self, engine: Engine, step: Step, info) -> None:
-        """The replica's own post-ready hook, before it joins its alias: back in service."""
         try:
-            hook = lifecycle.hook(info.labels, "post_ready")
-        except lifecycle.HookLabelError as err:
-            raise StepFailed(step, f"{step.container}: {err}") from None
-        if hook is None:
-            return
-        result = lifecycle.run(engine, step.container, hook)
-        if result.exit_code != 0:
-            raise StepFailed(step, f"{step.container} is ready but its post-ready {' '.join(hook.command)!r} "
-                                   f"exited {result.exit_code}: {lifecycle.last_line(result)}",
-                             "\n".join(result.output.splitlines()[-LOG_TAIL:]))
+            lifecycle.post_ready(engine, step.container, info)
+        except lifecycle.HookFailed as err:
+            raise StepFailed(step, str(err), err.output) from None
 
     def _precheck(self, step: Step, command, result) -> str | None:
         """Exit 0 passes; 1 is a warning, kept in the outcome; anything else blocks."""

@@ -6,7 +6,8 @@ script it runs) must not ask an old replica for a script it does not have. Chang
 hook restarts nothing (it is not in the spec hash); replicas created afterwards carry
 the new one.
 
-`run` is the one place a hook runs: in the container, bounded by the hook's timeout."""
+`run` is the one place a hook runs: in the container, bounded by the hook's timeout;
+`pre_stop` and `post_ready` are what the executor asks (a failure: HookFailed)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import json
 from validators.model import Hook, Lifecycle
 
 from .desired import LABEL_POST_READY, LABEL_PRE_STOP
-from .engines.base import Engine, ExecResult
+from .engines.base import Engine, EngineError, ExecResult
 
 LABELS = {"pre_stop": LABEL_PRE_STOP, "post_ready": LABEL_POST_READY}
 
@@ -49,8 +50,64 @@ def hook(container_labels, which: str) -> Hook | None:
     return Hook(command, timeout)
 
 
+class HookFailed(Exception):
+    """A hook that did not pass (or could not be read): one line, and its output."""
+
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output
+
+
 def run(engine: Engine, container: str, which: Hook) -> ExecResult:
     return engine.exec(container, which.command, timeout=which.timeout)
+
+
+def pre_stop(engine: Engine, container: str) -> None:
+    """The container's own pre-stop: out of service, its work in flight done. It fails
+    closed: the container is not stopped, its post-ready puts it back (HookFailed). A
+    container that does not run has nothing to take out of service."""
+    info = engine.inspect(container)
+    if info is None or not info.running:
+        return
+    hook = _own(info.labels, "pre_stop", container, "; it was not stopped")
+    if hook is None:
+        return
+    result = run(engine, container, hook)
+    if result.exit_code == 0:
+        return
+    back = "it was not stopped"
+    try:
+        undo = _own(info.labels, "post_ready", container)
+        if undo is not None:
+            again = run(engine, container, undo)
+            back += (", and its post-ready put it back in service" if again.exit_code == 0 else
+                     f", and its post-ready exited {again.exit_code}: {last_line(again)}")
+    except (EngineError, HookFailed) as err:
+        back += f", and its post-ready could not run: {err}"
+    raise HookFailed(f"pre-stop {' '.join(hook.command)!r} in {container} exited {result.exit_code}: "
+                     f"{last_line(result)}; {back}", _tail(result))
+
+
+def post_ready(engine: Engine, container: str, info) -> None:
+    """The container's own post-ready, before it joins its alias: back in service."""
+    hook = _own(info.labels, "post_ready", container)
+    if hook is None:
+        return
+    result = run(engine, container, hook)
+    if result.exit_code != 0:
+        raise HookFailed(f"{container} is ready but its post-ready {' '.join(hook.command)!r} exited "
+                         f"{result.exit_code}: {last_line(result)}", _tail(result))
+
+
+def _own(container_labels, which: str, container: str, then: str = "") -> Hook | None:
+    try:
+        return hook(container_labels, which)
+    except HookLabelError as err:
+        raise HookFailed(f"{container}: {err}{then}") from None
+
+
+def _tail(result: ExecResult, lines: int = 20) -> str:
+    return "\n".join(result.output.splitlines()[-lines:])
 
 
 def last_line(result: ExecResult) -> str:
