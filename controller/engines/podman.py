@@ -348,8 +348,8 @@ class PodmanEngine(Engine):
         body = {"name": name, "driver": "bridge", "dns_enabled": True, "labels": dict(labels or {}),
                 "network_interface": bridge_name(self.url, name)}
         try:
-            self._call(f"create network {name}",
-                       lambda: self._post("/networks/create", data=json.dumps(body)))
+            _through_chain_race(lambda: self._call(f"create network {name}",
+                                                   lambda: self._post("/networks/create", data=json.dumps(body))))
         except EngineError as err:
             if "already exists" not in err.message and "already used" not in err.message:
                 raise                                # (else: another thread won the race)
@@ -569,7 +569,7 @@ _CHAIN_RACE = ("chain_user_add failed (file exists)", "chain already exists", "x
 
 
 def _through_chain_race(once, *, done=lambda err: False, retry_also=lambda err: False):
-    """once() again after 0.5 s and 1 s when netavark's chain race (_CHAIN_RACE) failed it
+    """once() again after 0.5 s and 1 s when a race with another instance (_chain_race) failed it
     (or `retry_also` says so); an error after which `done` says the work went through
     anyway counts as success (None)."""
     for delay in (0.5, 1.0, None):
@@ -583,9 +583,19 @@ def _through_chain_race(once, *, done=lambda err: False, retry_also=lambda err: 
             time.sleep(delay)
 
 
+# A network create without a subnet makes podman read the host's addresses and then its
+# interfaces (Go's net.InterfaceAddrs) to find a free one. An interface that another
+# instance removed in between (a container stopped) leaves an address whose interface
+# is unknown, and the create fails with this. CI met it once in a `make test` with four
+# podman instances busy. A second try reads both tables again.
+_INTERFACE_RACE = "route ip+net: no such network interface"
+
+
 def _chain_race(text: str) -> bool:
+    """netavark's chain race (_CHAIN_RACE) or the interface race (_INTERFACE_RACE): races
+    with other engine instances on the same machine, worth a second try."""
     text = text.lower()
-    return "netavark" in text and any(m in text for m in _CHAIN_RACE)
+    return _INTERFACE_RACE in text or ("netavark" in text and any(m in text for m in _CHAIN_RACE))
 
 
 def _looks_temporary(text: str) -> bool:

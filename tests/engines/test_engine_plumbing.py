@@ -71,3 +71,30 @@ def test_netavarks_chain_race_between_two_podman_instances_is_temporary():
     assert not _looks_temporary("netavark: code: 1, msg: failed to create bridge tg123: Invalid argument")
     assert not _looks_temporary("container name \"web-0\" is already in use: File exists")
     assert _looks_temporary("context deadline exceeded (Client.Timeout exceeded while awaiting headers)")
+
+
+def test_a_network_create_that_met_a_vanishing_interface_is_tried_again(monkeypatch):
+    """podman reads the host's addresses and interfaces to pick a free subnet; an interface
+    another instance removed in between fails the create (met once in CI). The create is
+    tried again, and the error counts as temporary when it persists."""
+    import podman.errors
+    import requests
+    from controller.engines import podman as driver
+    monkeypatch.setattr(driver.time, "sleep", lambda s: None)
+    e = driver.PodmanEngine("h", "unix:///nonexistent.sock")
+    calls = []
+
+    def post(path, **kw):
+        calls.append(path)
+        if len(calls) == 1:
+            answer = requests.Response()
+            answer.status_code = 500
+            raise podman.errors.APIError("network create failed", response=answer,
+                                         explanation="route ip+net: no such network interface")
+    monkeypatch.setattr(e, "_post", post)
+    monkeypatch.setattr(driver.PodmanEngine, "client", property(lambda self: type("C", (), {
+        "networks": type("N", (), {"exists": staticmethod(lambda name: False)})()})()))
+    e.ensure_network("tg-net")
+    assert calls == ["/networks/create", "/networks/create"]
+    assert driver._looks_temporary("create network n: route ip+net: no such network interface")
+    assert not driver._looks_temporary("create network n: subnet 10.88.0.0/16 is already used")
