@@ -26,7 +26,9 @@ def test_placement_upgrade_passes_the_gate(engine, tmp_path):
     report = gate.run()
     failed = [f"{c['name']}: {c['message']}\n{c['output'][-3000:]}" for p in report.as_dict()["phases"]
               for c in p.get("cases", ()) if c["result"] == "fail"]       # which Tempest test, which hook
-    assert report.exit_code == 0, "\n".join(failed + lines[-40:]) + json.dumps(report.as_dict(), indent=1)[:3000]
+    cause = failed[0].splitlines()[0] if failed else (lines or ["no output"])[-1]
+    assert report.exit_code == 0, "\n".join([f"gate exit {report.exit_code}: {cause}"] + failed + lines[-40:]) \
+        + json.dumps(report.as_dict(), indent=1)[:3000]
     assert [p.name for p in report.phases] == PHASES
     for label in ("upgrade", "rollback"):
         for name in ("keystone", "placement", "users", "providers"):     # the last two with a token
