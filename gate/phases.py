@@ -321,7 +321,10 @@ def stop_loads(g, p: Phase, running: list, label: str) -> None:
     for hook, load in running:
         result = load.stop(g.config.hook_timeout)
         name = label + (" (head)" if hook.commit == "head" else "")
-        p.case(f"{name}:{hook.service}", result.ok, result.seconds, result.message, result.output)
+        output = result.output
+        if not result.ok:    # a write the front failed: what it saw (a workload calls any endpoint)
+            output += front_logs(g, [e.name for e in g.config.endpoints])
+        p.case(f"{name}:{hook.service}", result.ok, result.seconds, result.message, output)
         g.say(f"  {name} {hook.service}: {'ok' if result.ok else 'FAILED'}: {result.message}")
 
 

@@ -302,3 +302,35 @@ def test_the_gate_starts_the_bases_load_hooks_and_reports_each_as_a_case(tmp_pat
     phases.stop_loads(g, p, running, "load during rollback")
     assert [(c.name, c.ok) for c in p.cases] == [("load during rollback:nova", True)]
     assert p.cases[0].message.startswith("rollback: ")
+
+
+def test_a_failed_load_hook_brings_the_fronts_last_log_lines(tmp_path):
+    """A write the front answered with an error page: the case shows what HAProxy logged
+    (its failed requests, with their termination state), as a failed probe's case does."""
+    from types import SimpleNamespace
+
+    from controller.desired import LABEL_CLOUD, LABEL_SERVICE
+    from controller.engines.base import ContainerInfo
+    from gate import phases
+    from gate.config import Endpoint
+    from gate.report import Phase
+    hook = LOOP_UNTIL_TOLD.replace("os.environ['FAILED']", "'1'").encode()
+    prefix = "clouds/t/"
+    files = {f"{prefix}tests/neutron/load": (hook, EXECUTABLE)}
+    materialize(files, tmp_path / "tree-base")
+    front = ContainerInfo(name="t-haproxy-0", id="1", image="i", image_id="i", state="running",
+                          labels={LABEL_CLOUD: "t", LABEL_SERVICE: "haproxy"})
+    logged = 'neutron neutron/neutron1 0/0/-1/-1/3 502 SH-- "POST /v2.0/ports"'
+    engine = SimpleNamespace(list_containers=lambda labels: [front], logs=lambda name, tail: logged)
+    endpoints = (Endpoint("neutron", "haproxy", 9696), Endpoint("keystone", "haproxy", 5000))
+    config = SimpleNamespace(hook_timeout=10, endpoints=endpoints,
+                             endpoint=lambda n: next(e for e in endpoints if e.name == n))
+    g = SimpleNamespace(base=files, head=files, prefix=prefix, projects=lambda: {"neutron-server": "neutron"},
+                        tree=lambda commit: tmp_path / f"tree-{commit}" / prefix, hook_env=lambda: {},
+                        work=tmp_path / "work", config=config, say=lambda line: None, engine=engine, name="t")
+    running = phases.start_loads(g, "rollback", ["neutron-server"], head_hooks=False)
+    p = Phase("rollback")
+    phases.stop_loads(g, p, running, "load during rollback")
+    assert not p.cases[0].ok
+    assert p.cases[0].output.count("--- t-haproxy-0 (last 1 log lines) ---") == 1
+    assert '502 SH-- "POST /v2.0/ports"' in p.cases[0].output
