@@ -70,7 +70,7 @@ defaults
 def front_cfg(replicas: dict[str, int]) -> str:
     """FRONT_CFG's frontends and backends, one server per replica of each API."""
     apis = [("keystone", "keystone", 5000, "/v3"), ("placement", "placement", 8778, "/"),
-            ("glance", "glance", 9292, "/healthcheck"), ("neutron", "neutron-server", 9696, "/"),
+            ("glance", "glance", 9292, "/healthcheck"), ("neutron", "neutron-server", 9696, "/healthcheck"),
             ("nova", "nova-api", 8774, "/")]
     text = FRONT_CFG
     for api, _svc, port, _check in apis:
