@@ -71,7 +71,7 @@ def front_cfg(replicas: dict[str, int]) -> str:
     """FRONT_CFG's frontends and backends, one server per replica of each API."""
     apis = [("keystone", "keystone", 5000, "/v3"), ("placement", "placement", 8778, "/"),
             ("glance", "glance", 9292, "/healthcheck"), ("neutron", "neutron-server", 9696, "/healthcheck"),
-            ("nova", "nova-api", 8774, "/")]
+            ("nova", "nova-api", 8774, "/healthcheck")]
     text = FRONT_CFG
     for api, _svc, port, _check in apis:
         text += f"frontend {api}\n  bind :{port}\n  default_backend {api}\n"
