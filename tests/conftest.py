@@ -175,11 +175,8 @@ def test_hosts():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test of a whole OpenStack cloud (tests/demo, tests/compute) is `openstack`, and
-    the compute cloud's also `compute`: `make test` runs them on their own (scripts/test.sh)."""
+    """Every test of a whole OpenStack cloud (tests/demo, tests/compute) is `openstack`:
+    they take turns machine-wide, so `make test` runs them on their own (scripts/test.sh)."""
     for item in items:
-        top = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[:1]
-        if {"demo", "compute"} & set(top):
+        if {"demo", "compute"} & set(Path(str(item.fspath)).relative_to(ROOT / "tests").parts[:1]):
             item.add_marker(pytest.mark.openstack)
-        if "compute" in top:
-            item.add_marker(pytest.mark.compute)

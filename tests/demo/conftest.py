@@ -10,7 +10,6 @@ runs these tests (marker `openstack`, tests/conftest.py) in a pytest of their ow
 (scripts/test.sh); the lock still keeps two runs on one machine apart."""
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import time
@@ -20,22 +19,15 @@ import pytest
 LOCK = os.environ.get("TIDEGATE_DEMO_TEST_LOCK", "/tmp/tidegate-openstack-demo-tests.lock")
 
 
-@contextlib.contextmanager
-def turn(lock: str, what: str):
-    """Hold the machine-wide flock `lock` for the block (waits for another run's test)."""
-    with open(lock, "a") as f:
+@pytest.fixture(autouse=True)
+def one_openstack_demo_at_a_time():
+    with open(LOCK, "a") as f:
         t0 = time.monotonic()
         fcntl.flock(f, fcntl.LOCK_EX)
         waited = time.monotonic() - t0
         if waited > 1:
-            print(f"waited {waited:.0f}s for another {what} test to finish")
+            print(f"waited {waited:.0f}s for another OpenStack demo test to finish")
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@pytest.fixture(autouse=True)
-def one_openstack_demo_at_a_time():
-    with turn(LOCK, "OpenStack demo"):
-        yield
