@@ -60,7 +60,9 @@ def _try(lease: Lease) -> bool:
 def test_apply_is_refused_while_run_holds_the_cloud_even_after_its_state_dir_was_deleted(clouds: Clouds, unique, tmp_path):
     clouds.add(unique, "data")                       # converged once (no lease taken by the library call)
     engine = ("--engine-url", f"{clouds.engine.kind}={clouds.engine.url}")
-    env = {**os.environ, "TIDEGATE_LEASE_TTL": "2"}
+    # short enough to see it renewed, long enough that a starved renewal (an engine call
+    # that took over 2 s at load 20, once) does not let the lease lapse under the test
+    env = {**os.environ, "TIDEGATE_LEASE_TTL": "8"}
 
     def apply(state, *extra):
         return subprocess.run([sys.executable, "-m", "controller.cli", "apply", "--repo", str(clouds.repo.path),
@@ -74,7 +76,7 @@ def test_apply_is_refused_while_run_holds_the_cloud_even_after_its_state_dir_was
         status = tmp_path / "one" / unique / "status.json"
         wait_for(lambda: status.exists() and json.loads(status.read_text()).get("last_applied_revision"), 60,
                  "run applied the branch")
-        # renewed past its 2 s time to live, twice
+        # renewed twice (every ttl/4: 2 s)
         wait_for(lambda: any(r.generation >= 3 for r in read(clouds.engine, unique)), 30, "the lease renewed")
         refused = apply(tmp_path / "two")
         assert refused.returncode == 2, refused.stdout + refused.stderr
