@@ -14,6 +14,9 @@ import time
 from .osclient import APIError, Client, Failed
 
 
+DELETE_TIMEOUT = 300      # seconds: a compute's replacement under load, with margin
+
+
 class Builds:
     def __init__(self, client: Client, flavor: str, image: str, *, limit: int = 300, prefix: str = "load"):
         self.client = Client(client.ports, client.password, client.user, client.project,   # its own token
@@ -22,6 +25,7 @@ class Builds:
         self.ok = 0
         self.failed: list[str] = []
         self.hosts: dict[str, int] = {}          # compute -> servers built there
+        self.slowest_delete = 0.0                # seconds from DELETE to 404
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="builds", daemon=True)
 
@@ -31,11 +35,11 @@ class Builds:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join(timeout=400)        # the one build in flight ends (or times out)
+        self._thread.join(timeout=500)        # the build and delete in flight end (or time out)
 
     def summary(self) -> str:
         return (f"{self.ok} servers built and deleted, {len(self.failed)} failed; by compute: "
-                f"{dict(sorted(self.hosts.items()))}")
+                f"{dict(sorted(self.hosts.items()))}; slowest delete {self.slowest_delete:.0f} s")
 
     def _run(self) -> None:
         n = 0
@@ -52,7 +56,13 @@ class Builds:
                 self.failed.append(f"{time.strftime('%H:%M:%S')} build {n}: {err}")
             finally:
                 if sid is not None:
+                    t0 = time.monotonic()
                     try:
-                        self.client.delete_server(sid)
+                        # A delete that reaches a compute as it stops is finished by its
+                        # successor at start (it finds the server DELETING): it waits for
+                        # that compute's replacement. Once, under a loaded make test, that
+                        # took over 120 s; the slowest delete is in the summary.
+                        self.client.delete_server(sid, timeout=DELETE_TIMEOUT)
+                        self.slowest_delete = max(self.slowest_delete, time.monotonic() - t0)
                     except (APIError, Failed) as err:
                         self.failed.append(f"{time.strftime('%H:%M:%S')} delete {n}: {err}")
