@@ -73,7 +73,8 @@ class FreshTokenLoad:
                 self.ok += 1
             except (OSError, ValueError, KeyError) as err:      # HTTPError is an OSError
                 self.failed += 1
-                self.errors.append(repr(err))
+                body = err.read()[:200] if isinstance(err, urllib.error.HTTPError) else b""
+                self.errors.append(f"{err!r} {body!r}")          # a replica's 503 or the front's
 
     def start(self) -> "FreshTokenLoad":
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -102,5 +103,5 @@ def test_a_successor_that_cannot_validate_fresh_tokens_never_replaces_an_old_rep
     assert '/things answered 503 (expected 200): {"error": "cannot validate the token", "release": "2026.1"}' in error
     print(f"fresh-token requests through the front: {load.ok} ok, {load.failed} failed; status: {error}")
     assert web.containers("web") == before                      # both old replicas still serve
-    assert load.failed == 0 and load.ok > 10, (load.ok, load.errors[:5], web.front_logs())
+    assert load.failed == 0 and load.ok > 10, f"{load.ok} ok; {load.errors[:5]}\n{web.front_logs()}"
     web.wait_serving("2025.2")
