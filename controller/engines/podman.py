@@ -263,7 +263,7 @@ class PodmanEngine(Engine):
         def once():
             with self._addresses:
                 return self._call(f"start {name_or_id}", lambda: self._post(f"/containers/{_q(name_or_id)}/start"))
-        return _through_chain_race(once)
+        return _through_instance_race(once)
 
     def stop(self, name_or_id, grace=None):
         op = f"stop {name_or_id}"
@@ -348,7 +348,7 @@ class PodmanEngine(Engine):
         body = {"name": name, "driver": "bridge", "dns_enabled": True, "labels": dict(labels or {}),
                 "network_interface": bridge_name(self.url, name)}
         try:
-            _through_chain_race(lambda: self._call(f"create network {name}",
+            _through_instance_race(lambda: self._call(f"create network {name}",
                                                    lambda: self._post("/networks/create", data=json.dumps(body))))
         except EngineError as err:
             if "already exists" not in err.message and "already used" not in err.message:
@@ -394,7 +394,7 @@ class PodmanEngine(Engine):
                 return False
             info = self.inspect(name_or_id)
             return info is not None and set(aliases) <= set(info.networks.get(network, ("", ()))[1])
-        return _through_chain_race(once, done=joined, retry_also=lambda err: "already connected" in str(err))
+        return _through_instance_race(once, done=joined, retry_also=lambda err: "already connected" in str(err))
 
     def disconnect(self, name_or_id, network):
         info = self.inspect(name_or_id)
@@ -568,8 +568,8 @@ _CHAIN_RACE = ("chain_user_add failed (file exists)", "chain already exists", "x
                "no chain/target/match by that name", "chain_del failed (device or resource busy)")
 
 
-def _through_chain_race(once, *, done=lambda err: False, retry_also=lambda err: False):
-    """once() again after 0.5 s and 1 s when a race with another instance (_chain_race) failed it
+def _through_instance_race(once, *, done=lambda err: False, retry_also=lambda err: False):
+    """once() again after 0.5 s and 1 s when a race with another instance (_instance_race) failed it
     (or `retry_also` says so); an error after which `done` says the work went through
     anyway counts as success (None)."""
     for delay in (0.5, 1.0, None):
@@ -578,7 +578,7 @@ def _through_chain_race(once, *, done=lambda err: False, retry_also=lambda err: 
         except EngineError as err:
             if done(err):
                 return None
-            if delay is None or not (_chain_race(str(err)) or retry_also(err)):
+            if delay is None or not (_instance_race(str(err)) or retry_also(err)):
                 raise
             time.sleep(delay)
 
@@ -591,7 +591,7 @@ def _through_chain_race(once, *, done=lambda err: False, retry_also=lambda err: 
 _INTERFACE_RACE = "route ip+net: no such network interface"
 
 
-def _chain_race(text: str) -> bool:
+def _instance_race(text: str) -> bool:
     """netavark's chain race (_CHAIN_RACE) or the interface race (_INTERFACE_RACE): races
     with other engine instances on the same machine, worth a second try."""
     text = text.lower()
@@ -600,7 +600,7 @@ def _chain_race(text: str) -> bool:
 
 def _looks_temporary(text: str) -> bool:
     lowered = text.lower()
-    return "timeout" in lowered or "timed out" in lowered or "temporarily" in lowered or _chain_race(text)
+    return "timeout" in lowered or "timed out" in lowered or "temporarily" in lowered or _instance_race(text)
 
 
 def _message(err) -> str:
